@@ -1,0 +1,13 @@
+/*
+ * crypto.h — root key, billing-key encryption and random identifiers.
+ */
+#ifndef TOSS_CRYPTO_H
+#define TOSS_CRYPTO_H
+
+extern void toss_load_root_key(void);
+extern void toss_require_root_key(void);
+extern bytea *toss_encrypt_billing_key(const char *plaintext, int64 row_id);
+extern char *toss_decrypt_billing_key(bytea *sealed, int64 row_id);
+extern char *toss_random_uuid(void);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * http.c — the only file that includes curl.
+ *
+ * toss_http_perform() makes one request with a fresh easy handle and returns
+ * the outcome in a struct; transport failures are results, not errors.
+ *
+ * Memory: the response body is collected in malloc'd memory by the write
+ * callback (callbacks never palloc and never ereport: they only return short
+ * counts or non-zero to make curl stop), then copied into the caller's memory
+ * context after curl returns.  The easy handle, header list and buffer are
+ * released in PG_FINALLY, so no error path leaks them.
+ *
+ * Interrupts: the progress callback stops the transfer as soon as an
+ * interrupt is pending; after cleanup, CHECK_FOR_INTERRUPTS() raises the
+ * real cancel/timeout/termination error.  No lock is held across the call.
+ *
+ * Secrets: the Authorization header is handed to curl and nowhere else;
+ * CURLOPT_VERBOSE is never set.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "http.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+
+StaticAssertDecl(LIBCURL_VERSION_NUM >= 0x074900,
+				 "toss_billing needs libcurl 7.73 or later");
+
+typedef struct Collected
+{
+	char	   *data;			/* malloc'd */
+	size_t		len;
+	size_t		cap;
+	bool		too_large;
+} Collected;
+
+static bool curl_ready = false;
+
+static size_t
+collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	Collected  *c = (Collected *) userdata;
+	size_t		n = size * nmemb;
+
+	if (c->len + n > TOSS_HTTP_MAX_RESPONSE_BYTES)
+	{
+		c->too_large = true;
+		return 0;
+	}
+	if (c->len + n + 1 > c->cap)
+	{
+		size_t		newcap = Max(c->cap * 2, c->len + n + 1);
+		char	   *grown;
+
+		newcap = Max(newcap, 4096);
+		grown = realloc(c->data, newcap);
+		if (grown == NULL)
+			return 0;
+		c->data = grown;
+		c->cap = newcap;
+	}
+	memcpy(c->data + c->len, ptr, n);
+	c->len += n;
+	return n;
+}
+
+static int
+check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+				 curl_off_t ultotal, curl_off_t ulnow)
+{
+	return InterruptPending ? 1 : 0;
+}
+
+static void
+ensure_curl(void)
+{
+	if (curl_ready)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
+	curl_ready = true;
+}
+
+static void
+set_options(CURL *h, const TossHttpRequest *req, struct curl_slist *headers,
+			Collected *body, char *errbuf)
+{
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) req->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "toss_billing/" EXTVERSION);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, check_interrupts);
+	if (strcmp(req->method, "POST") == 0)
+	{
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+	}
+	else if (strcmp(req->method, "GET") != 0)
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+}
+
+/* Append a header; the formatted copy is wiped because it may be secret. */
+static struct curl_slist *
+add_header(struct curl_slist *list, const char *name, const char *value, bool *oom)
+{
+	char	   *line = psprintf("%s: %s", name, value);
+	struct curl_slist *l = curl_slist_append(list, line);
+
+	explicit_bzero(line, strlen(line));
+	pfree(line);
+	if (l == NULL)
+	{
+		*oom = true;
+		return list;
+	}
+	return l;
+}
+
+static TossHttpFailure
+classify(CURLcode rc, CURL *h, const Collected *body)
+{
+	long		sent = 0;
+
+	if (rc == CURLE_OK)
+		return TOSS_HTTP_OK;
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+		return TOSS_HTTP_INTERRUPTED;
+	if (rc == CURLE_WRITE_ERROR && body->too_large)
+		return TOSS_HTTP_TOO_LARGE;
+	curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
+	if (sent == 0 && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+					  rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SSL_CONNECT_ERROR ||
+					  rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_UNSUPPORTED_PROTOCOL))
+		return TOSS_HTTP_NOT_SENT;
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return TOSS_HTTP_TIMEOUT;
+	return TOSS_HTTP_TRANSPORT;
+}
+
+void
+toss_http_perform(const TossHttpRequest *req, TossHttpResponse *resp)
+{
+	CURL	   *volatile h = NULL;
+	struct curl_slist *volatile headers = NULL;
+	Collected	body = {0};
+	char		errbuf[CURL_ERROR_SIZE] = "";
+	instr_time	start,
+				elapsed;
+
+	memset(resp, 0, sizeof(*resp));
+	ensure_curl();
+	INSTR_TIME_SET_CURRENT(start);
+
+	PG_TRY();
+	{
+		bool		oom = false;
+		CURLcode	rc;
+		struct curl_slist *l = NULL;
+
+		h = curl_easy_init();
+		if (h == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a curl handle")));
+		l = add_header(l, "Authorization", req->authorization, &oom);
+		headers = l;
+		l = add_header(l, "Content-Type", "application/json", &oom);
+		headers = l;
+		if (req->idempotency_key)
+		{
+			l = add_header(l, "Idempotency-Key", req->idempotency_key, &oom);
+			headers = l;
+		}
+		l = add_header(l, "Expect", "", &oom);
+		headers = l;
+		if (oom)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory building toss request headers")));
+		set_options(h, req, headers, &body, errbuf);
+
+		rc = curl_easy_perform(h);
+		resp->failure = classify(rc, h, &body);
+		if (resp->failure == TOSS_HTTP_OK)
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+		else
+			strlcpy(resp->error, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+					sizeof(resp->error));
+		resp->body = palloc(body.len + 1);
+		if (body.len > 0)
+			memcpy(resp->body, body.data, body.len);
+		resp->body[body.len] = '\0';
+		resp->body_len = body.len;
+	}
+	PG_FINALLY();
+	{
+		if (headers)
+			curl_slist_free_all(headers);
+		if (h)
+			curl_easy_cleanup(h);
+		free(body.data);
+	}
+	PG_END_TRY();
+
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, start);
+	resp->elapsed_ms = INSTR_TIME_GET_MILLISEC(elapsed);
+
+	if (resp->failure == TOSS_HTTP_INTERRUPTED)
+		CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Percent-encode one path segment.  Everything but [A-Za-z0-9_-] is encoded,
+ * dots included, so "." and ".." can never become dot-segments.
+ */
+char *
+toss_url_escape_segment(const char *segment)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t		len = strlen(segment);
+	char	   *out = palloc(len * 3 + 1);
+	char	   *o = out;
+
+	for (const unsigned char *p = (const unsigned char *) segment; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '_' || *p == '-')
+			*o++ = *p;
+		else
+		{
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+const char *
+toss_http_failure_name(TossHttpFailure failure)
+{
+	switch (failure)
+	{
+		case TOSS_HTTP_OK:
+			return "ok";
+		case TOSS_HTTP_NOT_SENT:
+			return "not sent";
+		case TOSS_HTTP_TIMEOUT:
+			return "timeout";
+		case TOSS_HTTP_TRANSPORT:
+			return "connection failure";
+		case TOSS_HTTP_TOO_LARGE:
+			return "response too large";
+		case TOSS_HTTP_INTERRUPTED:
+			return "interrupted";
+	}
+	return "unknown";
+}

@@ -1,0 +1,437 @@
+/*
+ * jobs.c — the bodies of toss_billing's jobs, run inside the worker.
+ *
+ * Transactions: each job runs an "intent" transaction that validates
+ * everything (customer, billing key, secret key) and records the attempt
+ * before any HTTP call, then commits; the HTTP call runs outside any
+ * transaction; an "outcome" transaction records what Toss said.  A crash in
+ * between leaves the attempt in_flight/pending, never missing.
+ *
+ * Memory: the worker's job context is current outside transactions; values
+ * that must survive a commit are copied there.  The plaintext billing key and
+ * the authorization header are wiped as soon as the request is made.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "crypto.h"
+#include "errors.h"
+#include "storage.h"
+#include "toss_api.h"
+#include "utils/snapmgr.h"
+#include "worker.h"
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+commit_tx(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+fill_endpoint(const TossJob *job, TossEndpoint *ep, const char *authorization)
+{
+	ep->api_url = job->api_url;
+	ep->authorization = authorization;
+	ep->connect_timeout_ms = job->connect_timeout_ms;
+	ep->timeout_ms = job->timeout_ms;
+}
+
+static void
+set_error(TossJobResult *r, int sqlerrcode, char *message, char *detail, char *hint)
+{
+	memset(r, 0, sizeof(*r));
+	r->sqlerrcode = sqlerrcode;
+	r->message = message;
+	r->detail = detail;
+	r->hint = hint;
+}
+
+static const char *
+class_message(TossErrorClass cls, bool charge)
+{
+	switch (cls)
+	{
+		case TOSS_CLASS_CARD_DECLINED:
+			return charge ? "toss declined the charge" : "toss declined the card";
+		case TOSS_CLASS_CONFIGURATION:
+			return "toss rejected the merchant configuration";
+		case TOSS_CLASS_TRANSIENT:
+			return "toss could not process the request at this time";
+		case TOSS_CLASS_NOT_FOUND:
+			return charge ? "toss does not know this billing key or payment" : "toss does not know this auth key";
+		case TOSS_CLASS_INVALID_REQUEST:
+			return "toss rejected the request as invalid";
+		case TOSS_CLASS_OUTCOME_UNKNOWN:
+			return "the outcome of the toss call is unknown";
+		case TOSS_CLASS_ALREADY_PROCESSED:
+			return "toss has already processed this order";
+	}
+	return "toss returned an error";
+}
+
+/* A definitive Toss error reply as a job error. */
+static void
+set_toss_error(TossJobResult *r, const TossReply *reply, bool charge)
+{
+	TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
+
+	set_error(r, toss_class_sqlstate(cls), pstrdup(class_message(cls, charge)),
+			  psprintf("Toss answered HTTP %ld with code %s: %s", reply->http.status,
+					   reply->code, reply->message ? reply->message : ""),
+			  NULL);
+}
+
+/* Describe a reply that settled nothing, for the ledger and errdetail. */
+static char *
+describe_ambiguous(const TossReply *reply)
+{
+	if (reply->http.failure != TOSS_HTTP_OK)
+		return psprintf("%s after %.0f ms: %s",
+						toss_http_failure_name(reply->http.failure),
+						reply->http.elapsed_ms, reply->http.error);
+	if (reply->is_error)
+		return psprintf("HTTP %ld with code %s: %s", reply->http.status, reply->code,
+						reply->message ? reply->message : "");
+	return psprintf("HTTP %ld with a body that is not a Toss response", reply->http.status);
+}
+
+/* ---------------------------------------------------------------- issue */
+
+static void
+summarize_billing(TossJson *doc, TossCardSummary *c)
+{
+	c->mid = toss_json_text(doc, "mId");
+	c->method = toss_json_text(doc, "method");
+	c->card_company = toss_json_text(doc, "cardCompany");
+	c->issuer_code = toss_json_text(doc, "card.issuerCode");
+	c->acquirer_code = toss_json_text(doc, "card.acquirerCode");
+	c->number = toss_json_text(doc, "card.number");
+	if (c->number == NULL)
+		c->number = toss_json_text(doc, "cardNumber");
+	c->card_type = toss_json_text(doc, "card.cardType");
+	c->owner_type = toss_json_text(doc, "card.ownerType");
+	c->authenticated_at = toss_json_text(doc, "authenticatedAt");
+}
+
+static bool
+issue_reply_settles(const TossReply *reply)
+{
+	return toss_reply_ok(reply) ||
+		(reply->is_error && reply->http.status < 500 &&
+		 strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0);
+}
+
+static void
+job_issue(const TossJob *job, TossJobResult *result)
+{
+	MemoryContext job_cxt = CurrentMemoryContext;
+	char	   *idem = toss_random_uuid();
+	char	   *auth;
+	int64		customer_id;
+	int64		row_id;
+	TossEndpoint ep;
+	TossReply	reply;
+	char	   *billing_key;
+
+	/* intent: check everything, record the pending key, commit */
+	begin_tx();
+	toss_require_root_key();
+	customer_id = toss_store_customer_id(job->customer_key);
+	row_id = toss_store_issue_intent(customer_id, job->merchant, idem);
+	MemoryContextSwitchTo(job_cxt);
+	auth = toss_authorization_header(job->merchant);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+
+	/*
+	 * The call.  A billing key can never be fetched again, so an ambiguous
+	 * reply is replayed once with the same Idempotency-Key: Toss answers a
+	 * replay with the first response instead of issuing twice.
+	 */
+	fill_endpoint(job, &ep, auth);
+	toss_api_issue(&ep, idem, job->auth_key, job->customer_key, &reply);
+	if (!issue_reply_settles(&reply))
+		toss_api_issue(&ep, idem, job->auth_key, job->customer_key, &reply);
+	toss_wipe_string(auth);
+
+	begin_tx();
+	if (toss_reply_ok(&reply) &&
+		(billing_key = toss_json_text(reply.doc, "billingKey")) != NULL)
+	{
+		TossCardSummary card;
+		bytea	   *sealed = toss_encrypt_billing_key(billing_key, row_id);
+
+		toss_wipe_string(billing_key);
+		explicit_bzero(reply.http.body, reply.http.body_len);
+		summarize_billing(reply.doc, &card);
+		toss_store_issue_success(row_id, customer_id, sealed, &card);
+		MemoryContextSwitchTo(job_cxt);
+		result->ok = true;
+		result->payload = toss_store_billing_key_info(row_id);
+	}
+	else if (reply.is_error && issue_reply_settles(&reply))
+	{
+		toss_store_issue_failure(row_id, "failed", reply.code, reply.message);
+		MemoryContextSwitchTo(job_cxt);
+		set_toss_error(result, &reply, false);
+	}
+	else
+	{
+		char	   *what = describe_ambiguous(&reply);
+
+		toss_store_issue_failure(row_id, "unknown", NULL, what);
+		MemoryContextSwitchTo(job_cxt);
+		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+				  pstrdup("the outcome of the billing key issue is unknown"),
+				  psprintf("No definitive answer arrived from Toss, even on an idempotent replay (%s).", what),
+				  pstrdup("The billing key row is marked unknown; ask the customer to register the card again."));
+	}
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+}
+
+/* --------------------------------------------------------------- charge */
+
+static char *
+charge_body(const TossJob *job)
+{
+	TossJsonField fields[] = {
+		{"customerKey", TOSS_JSON_STRING, job->customer_key},
+		{"amount", TOSS_JSON_INT64, NULL, job->amount},
+		{"orderId", TOSS_JSON_STRING, job->order_id},
+		{"orderName", TOSS_JSON_STRING, job->order_name},
+		{"customerEmail", TOSS_JSON_STRING, job->has_customer_email ? job->customer_email : NULL},
+		{"customerName", TOSS_JSON_STRING, job->has_customer_name ? job->customer_name : NULL},
+		{"taxFreeAmount", TOSS_JSON_INT64, NULL, job->tax_free_amount},
+	};
+
+	return toss_json_build(fields, lengthof(fields));
+}
+
+/* The decision about one charge attempt. */
+typedef struct ChargeVerdict
+{
+	TossChargeOutcome outcome;
+	const TossReply *payment;	/* the reply holding the Payment, if any */
+	const TossReply *error;		/* the reply holding a definitive error */
+	char	   *ambiguity;		/* why the outcome is unknown */
+	bool		taken;			/* the order id belongs to another payment */
+} ChargeVerdict;
+
+/* Judge a reply that carries a Payment object. */
+static void
+judge_payment(const TossReply *reply, ChargeVerdict *v)
+{
+	char	   *status = toss_json_text(reply->doc, "status");
+
+	v->payment = reply;
+	v->outcome.http_status = reply->http.status;
+	v->outcome.payment_json = reply->http.body;
+	if (status && strcmp(status, "DONE") == 0)
+		v->outcome.state = "done";
+	else if (status && (strcmp(status, "ABORTED") == 0 || strcmp(status, "EXPIRED") == 0))
+	{
+		char	   *code = toss_json_text(reply->doc, "failure.code");
+
+		v->outcome.state = "failed";
+		v->outcome.failure_class = toss_class_name(toss_classify_code(code, 400));
+	}
+	else
+	{
+		v->outcome.state = "unknown";
+		v->ambiguity = psprintf("Toss reports the payment in status %s", status ? status : "(none)");
+	}
+}
+
+/*
+ * Settle an ambiguous charge by looking the order up, never by posting it
+ * again.  toss_said_failed: Toss answered with an error (e.g. a 5xx), so an
+ * absent payment means it was not made.
+ */
+static void
+resolve_by_order(const TossEndpoint *ep, const TossJob *job,
+				 const TossReply *first, bool toss_said_failed,
+				 TossReply *lookup, ChargeVerdict *v)
+{
+	int64		found_amount = 0;
+
+	toss_api_payment_by_order(ep, job->order_id, lookup);
+	if (toss_reply_ok(lookup) && toss_json_text(lookup->doc, "paymentKey") != NULL)
+	{
+		/* a payment under our order id but not of our amount is not ours */
+		if (toss_json_int64(lookup->doc, "totalAmount", &found_amount) &&
+			found_amount != job->amount)
+		{
+			v->outcome.state = "failed";
+			v->outcome.http_status = first->http.status;
+			v->outcome.failure_class = toss_class_name(TOSS_CLASS_ALREADY_PROCESSED);
+			v->outcome.failure_code = first->code ? first->code : "ORDER_ID_TAKEN";
+			v->outcome.failure_message =
+				psprintf("Toss holds another payment of " INT64_FORMAT " KRW under this order id.",
+						 found_amount);
+			v->taken = true;
+			return;
+		}
+		judge_payment(lookup, v);
+		return;
+	}
+	if (toss_said_failed && lookup->is_error &&
+		strcmp(lookup->code, "NOT_FOUND_PAYMENT") == 0)
+	{
+		v->error = first;
+		v->outcome.state = "failed";
+		v->outcome.http_status = first->http.status;
+		v->outcome.failure_class = toss_class_name(toss_classify_code(first->code, first->http.status));
+		v->outcome.failure_code = first->code;
+		v->outcome.failure_message = first->message;
+		return;
+	}
+	v->outcome.state = "unknown";
+	v->outcome.http_status = first->http.status;
+	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	v->ambiguity = psprintf("%s; the lookup by order id gave %s",
+							describe_ambiguous(first), describe_ambiguous(lookup));
+	v->outcome.failure_message = v->ambiguity;
+}
+
+static void
+judge_charge(const TossEndpoint *ep, const TossJob *job, const TossReply *reply,
+			 TossReply *lookup, ChargeVerdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (toss_reply_ok(reply) && toss_json_text(reply->doc, "paymentKey") != NULL)
+		judge_payment(reply, v);
+	else if (reply->is_error)
+	{
+		TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
+		bool		settled = reply->http.status < 500 &&
+			cls != TOSS_CLASS_OUTCOME_UNKNOWN && cls != TOSS_CLASS_ALREADY_PROCESSED;
+
+		if (settled)
+		{
+			v->error = reply;
+			v->outcome.state = "failed";
+			v->outcome.http_status = reply->http.status;
+			v->outcome.failure_class = toss_class_name(cls);
+			v->outcome.failure_code = reply->code;
+			v->outcome.failure_message = reply->message;
+		}
+		else
+			resolve_by_order(ep, job, reply, reply->http.status >= 500, lookup, v);
+	}
+	else if (reply->http.failure == TOSS_HTTP_NOT_SENT)
+	{
+		v->outcome.state = "failed";
+		v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
+		v->outcome.failure_code = "CONNECTION_FAILED";
+		v->outcome.failure_message = describe_ambiguous(reply);
+	}
+	else
+		resolve_by_order(ep, job, reply, false, lookup, v);
+}
+
+static void
+charge_result(const ChargeVerdict *v, const char *order_id, TossJobResult *result)
+{
+	if (strcmp(v->outcome.state, "done") == 0)
+	{
+		memset(result, 0, sizeof(*result));
+		result->ok = true;
+		result->payload = pstrdup(v->payment->http.body);
+	}
+	else if (v->error)
+		set_toss_error(result, v->error, true);
+	else if (v->taken)
+		set_error(result, ERRCODE_TOSS_ALREADY_PROCESSED,
+				  pstrdup(class_message(TOSS_CLASS_ALREADY_PROCESSED, true)),
+				  psprintf("Order %s is already used at Toss by a payment this attempt did not make. %s",
+						   order_id, v->outcome.failure_message),
+				  pstrdup("Use a new order id; nothing was charged by this attempt."));
+	else if (strcmp(v->outcome.state, "failed") == 0 && v->payment)
+	{
+		char	   *code = toss_json_text(v->payment->doc, "failure.code");
+		char	   *msg = toss_json_text(v->payment->doc, "failure.message");
+		TossErrorClass cls = toss_classify_code(code, 400);
+
+		set_error(result, toss_class_sqlstate(cls), pstrdup(class_message(cls, true)),
+				  psprintf("Toss reports the payment for order %s as failed with code %s: %s",
+						   order_id, code ? code : "(none)", msg ? msg : ""), NULL);
+	}
+	else if (strcmp(v->outcome.state, "failed") == 0)
+		set_error(result, ERRCODE_TOSS_TRANSIENT,
+				  pstrdup("could not reach toss"),
+				  psprintf("The request for order %s was not sent (%s). Nothing was charged.",
+						   order_id, v->outcome.failure_message),
+				  pstrdup("Retry later; the attempt is recorded as failed."));
+	else
+		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+				  pstrdup("the outcome of the charge is unknown"),
+				  psprintf("Order %s was sent to Toss but no definitive answer arrived (%s). The ledger row is marked unknown.",
+						   order_id, v->ambiguity),
+				  pstrdup("Do not charge again with a new order id: the attempt is resolved later by looking the order up at Toss."));
+}
+
+static void
+job_charge(const TossJob *job, TossJobResult *result)
+{
+	MemoryContext job_cxt = CurrentMemoryContext;
+	TossBillingKeyRef ref;
+	TossChargeIntent intent = {0};
+	char	   *billing_key;
+	char	   *auth;
+	int64		payment_id;
+	TossEndpoint ep;
+	TossReply	reply,
+				lookup;
+	ChargeVerdict verdict;
+	char	   *body = charge_body(job);
+
+	/* intent: resolve key and secret first, so nothing is recorded on failure */
+	begin_tx();
+	MemoryContextSwitchTo(job_cxt);
+	toss_store_active_billing_key(job->customer_key, &ref);
+	billing_key = toss_decrypt_billing_key(ref.sealed, ref.billing_key_id);
+	auth = toss_authorization_header(ref.merchant);
+	intent.order_id = job->order_id;
+	intent.order_name = job->order_name;
+	intent.amount = job->amount;
+	intent.tax_free_amount = job->tax_free_amount;
+	intent.customer_email = job->has_customer_email ? job->customer_email : NULL;
+	intent.customer_name = job->has_customer_name ? job->customer_name : NULL;
+	intent.idempotency_key = toss_random_uuid();
+	intent.requested_by = job->requested_by;
+	payment_id = toss_store_charge_intent(&ref, &intent);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+
+	fill_endpoint(job, &ep, auth);
+	toss_api_charge(&ep, intent.idempotency_key, billing_key, body, &reply);
+	toss_wipe_string(billing_key);
+	judge_charge(&ep, job, &reply, &lookup, &verdict);
+	toss_wipe_string(auth);
+
+	begin_tx();
+	toss_store_charge_outcome(payment_id, &verdict.outcome);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+	charge_result(&verdict, job->order_id, result);
+}
+
+void
+toss_job_execute(const TossJob *job, TossJobResult *result)
+{
+	memset(result, 0, sizeof(*result));
+	if (job->kind == TOSS_JOB_ISSUE)
+		job_issue(job, result);
+	else
+		job_charge(job, result);
+}

@@ -1,0 +1,210 @@
+/*
+ * json.c — the only file that includes cJSON.
+ *
+ * Memory: a parsed document is owned by the memory context that was current
+ * when toss_json_parse() was called; a reset callback on that context calls
+ * cJSON_Delete, so an ERROR anywhere later cannot leak the tree.  cJSON keeps
+ * using malloc.  Every value handed out is copied into palloc'd memory.
+ *
+ * Numbers: cJSON holds numbers as doubles.  toss_json_int64 accepts only
+ * integral values of magnitude at most 2^53, where a double is exact, and
+ * raises otherwise; amounts are never handled as fractions.  Request bodies
+ * write int64 values from their decimal text, never through a double.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <cjson/cJSON.h>
+
+#include "json.h"
+#include "utils/memutils.h"
+
+StaticAssertDecl(CJSON_VERSION_MAJOR > 1 ||
+				 (CJSON_VERSION_MAJOR == 1 && CJSON_VERSION_MINOR >= 7),
+				 "toss_billing needs cJSON 1.7 or later");
+
+struct TossJson
+{
+	cJSON	   *root;
+	MemoryContextCallback cb;
+};
+
+static void
+free_doc(void *arg)
+{
+	TossJson   *doc = (TossJson *) arg;
+
+	if (doc->root)
+		cJSON_Delete(doc->root);
+	doc->root = NULL;
+}
+
+/* Returns NULL if the text is not valid JSON. */
+TossJson *
+toss_json_parse(const char *text, size_t len)
+{
+	TossJson   *doc = palloc0(sizeof(TossJson));
+
+	doc->cb.func = free_doc;
+	doc->cb.arg = doc;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &doc->cb);
+	doc->root = cJSON_ParseWithLength(text, len);
+	if (doc->root == NULL)
+		return NULL;
+	return doc;
+}
+
+bool
+toss_json_is_object(TossJson *doc)
+{
+	return doc != NULL && cJSON_IsObject(doc->root);
+}
+
+/* Follow a dot-separated path of object keys; NULL if absent. */
+static cJSON *
+lookup(TossJson *doc, const char *path)
+{
+	cJSON	   *node = doc->root;
+	char		key[128];
+
+	while (node != NULL && *path)
+	{
+		size_t		n = strcspn(path, ".");
+
+		if (n >= sizeof(key) || !cJSON_IsObject(node))
+			return NULL;
+		memcpy(key, path, n);
+		key[n] = '\0';
+		node = cJSON_GetObjectItemCaseSensitive(node, key);
+		path += n;
+		if (*path == '.')
+			path++;
+	}
+	return node;
+}
+
+static void
+wrong_type(const char *path, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("unexpected toss response: field \"%s\" is not %s", path, expected)));
+}
+
+/* A string field as palloc'd text; NULL if absent or null. */
+char *
+toss_json_text(TossJson *doc, const char *path)
+{
+	cJSON	   *n = lookup(doc, path);
+
+	if (n == NULL || cJSON_IsNull(n))
+		return NULL;
+	if (!cJSON_IsString(n))
+		wrong_type(path, "a string");
+	return pstrdup(n->valuestring);
+}
+
+bool
+toss_json_int64(TossJson *doc, const char *path, int64 *out)
+{
+	cJSON	   *n = lookup(doc, path);
+	double		d;
+
+	if (n == NULL || cJSON_IsNull(n))
+		return false;
+	if (!cJSON_IsNumber(n))
+		wrong_type(path, "a number");
+	d = n->valuedouble;
+	if (!isfinite(d) || floor(d) != d || fabs(d) > 9007199254740992.0)
+		wrong_type(path, "an integer amount");
+	*out = (int64) d;
+	return true;
+}
+
+bool
+toss_json_bool(TossJson *doc, const char *path, bool *out)
+{
+	cJSON	   *n = lookup(doc, path);
+
+	if (n == NULL || cJSON_IsNull(n))
+		return false;
+	if (!cJSON_IsBool(n))
+		wrong_type(path, "a boolean");
+	*out = cJSON_IsTrue(n);
+	return true;
+}
+
+/* Copy cJSON-printed text into palloc'd memory and free it, on every path. */
+static char *
+copy_printed(char *printed)
+{
+	char	   *volatile copy = NULL;
+
+	if (printed == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory printing JSON")));
+	PG_TRY();
+	{
+		copy = pstrdup(printed);
+	}
+	PG_FINALLY();
+	{
+		cJSON_free(printed);
+	}
+	PG_END_TRY();
+	return copy;
+}
+
+/* Any value re-serialized as compact JSON text; NULL if absent or null. */
+char *
+toss_json_raw(TossJson *doc, const char *path)
+{
+	cJSON	   *n = lookup(doc, path);
+	char	   *printed;
+
+	if (n == NULL || cJSON_IsNull(n))
+		return NULL;
+	printed = cJSON_PrintUnformatted(n);
+	return copy_printed(printed);
+}
+
+/*
+ * Build a JSON object from fields.  The cJSON tree is deleted before
+ * anything that can raise runs.
+ */
+char *
+toss_json_build(const TossJsonField *fields, int nfields)
+{
+	cJSON	   *obj = cJSON_CreateObject();
+	bool		ok = obj != NULL;
+	char	   *printed = NULL;
+
+	for (int i = 0; ok && i < nfields; i++)
+	{
+		const TossJsonField *f = &fields[i];
+		cJSON	   *item = NULL;
+
+		if (f->kind == TOSS_JSON_STRING)
+		{
+			if (f->str == NULL)
+				continue;
+			item = cJSON_CreateString(f->str);
+		}
+		else
+		{
+			char		digits[32];
+
+			snprintf(digits, sizeof(digits), INT64_FORMAT, f->num);
+			item = cJSON_CreateRaw(digits);
+		}
+		ok = item != NULL && cJSON_AddItemToObject(obj, f->key, item);
+		if (!ok && item)
+			cJSON_Delete(item);
+	}
+	if (ok)
+		printed = cJSON_PrintUnformatted(obj);
+	cJSON_Delete(obj);
+	return copy_printed(printed);
+}

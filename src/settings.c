@@ -1,0 +1,310 @@
+/*
+ * settings.c — toss_billing's configuration: the GUCs and the Toss secret
+ * key file.
+ *
+ * Secrets: the Toss secret key never lives in a GUC.  toss_billing.secret_key_file
+ * names a file (like ssl_key_file) that is read on every use, in the process
+ * that makes the HTTP call, into palloc'd memory that the caller wipes with
+ * toss_wipe_string() as soon as the header is built.  No message this file
+ * raises contains the key or a line of the file.
+ *
+ * The file holds one key per line: either "KEY" alone (merchant "default") or
+ * "MERCHANT KEY".  Blank lines and lines starting with '#' are ignored.
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/base64.h"
+#include "errors.h"
+#include "settings.h"
+#include "storage/fd.h"
+#include "utils/guc.h"
+
+char	   *toss_api_url = NULL;
+int			toss_connect_timeout_ms = 5000;
+int			toss_timeout_ms = 65000;
+char	   *toss_secret_key_file = NULL;
+char	   *toss_root_key_file = NULL;
+
+static bool
+is_loopback_host(const char *host, size_t len)
+{
+	return (len == 9 && strncmp(host, "127.0.0.1", 9) == 0) ||
+		(len == 9 && strncmp(host, "localhost", 9) == 0) ||
+		(len == 5 && strncmp(host, "[::1]", 5) == 0);
+}
+
+/*
+ * The API URL must be https, or plain http to a loopback address (the local
+ * emulator).  No path, query, credentials or trailing garbage.
+ */
+static bool
+check_api_url(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+	const char *host;
+	size_t		hostlen;
+	bool		https;
+
+	if (url == NULL || strlen(url) >= TOSS_API_URL_MAXLEN)
+	{
+		GUC_check_errdetail("The URL must be shorter than %d bytes.", TOSS_API_URL_MAXLEN);
+		return false;
+	}
+	https = strncmp(url, "https://", 8) == 0;
+	if (!https && strncmp(url, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("The URL must start with https:// (or http:// for a loopback emulator).");
+		return false;
+	}
+	host = url + (https ? 8 : 7);
+	hostlen = strcspn(host, ":/");
+	if (hostlen == 0 || strpbrk(url, "@?# \t\r\n") != NULL)
+	{
+		GUC_check_errdetail("The URL must be a scheme, a host and an optional port, with no credentials, query or fragment.");
+		return false;
+	}
+	if (!https && !is_loopback_host(host, hostlen))
+	{
+		GUC_check_errdetail("Plain http is allowed only to 127.0.0.1, localhost or [::1].");
+		return false;
+	}
+	if (host[hostlen] == ':')
+	{
+		const char *p = host + hostlen + 1;
+
+		if (*p == '\0')
+		{
+			GUC_check_errdetail("The port is empty.");
+			return false;
+		}
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (*p != '\0' && strcmp(p, "/") != 0)
+		{
+			GUC_check_errdetail("The URL must not have a path.");
+			return false;
+		}
+	}
+	else if (host[hostlen] == '/' && host[hostlen + 1] != '\0')
+	{
+		GUC_check_errdetail("The URL must not have a path.");
+		return false;
+	}
+	return true;
+}
+
+void
+toss_define_settings(void)
+{
+	DefineCustomStringVariable("toss_billing.api_url",
+							   "Base URL of the Toss Payments API.",
+							   "https only; plain http is accepted for loopback addresses (the local emulator).",
+							   &toss_api_url,
+							   "https://api.tosspayments.com",
+							   PGC_SUSET, 0,
+							   check_api_url, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.connect_timeout",
+							"Timeout for connecting to the Toss API.",
+							NULL,
+							&toss_connect_timeout_ms,
+							5000, 100, 600000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.timeout",
+							"Total timeout of one Toss API call.",
+							"Billing approvals can take tens of seconds; an expired call is recorded as outcome unknown and resolved by order id.",
+							&toss_timeout_ms,
+							65000, 1000, 3600000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("toss_billing.secret_key_file",
+							   "File holding the Toss secret key(s).",
+							   "One key per line, either KEY or MERCHANT KEY. Readable only by the server's OS user.",
+							   &toss_secret_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("toss_billing.root_key_file",
+							   "File holding the root key that encrypts billing keys at rest.",
+							   "64 hex digits (32 bytes). Read once at server start.",
+							   &toss_root_key_file,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("toss_billing");
+}
+
+bool
+toss_merchant_name_is_valid(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > TOSS_MERCHANT_MAXLEN)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+void
+toss_wipe_string(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+}
+
+static void
+check_key_file_permissions(FILE *f)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat the file named by toss_billing.secret_key_file: %m")));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_CONFIGURATION),
+				 errmsg("toss_billing.secret_key_file is not a regular file")));
+	/* as for ssl_key_file: owner-only, or group-readable when owned by root */
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_CONFIGURATION),
+				 errmsg("the toss secret key file has group or world access"),
+				 errdetail("The file must be owned by the database user with permissions u=rw (0600) or less, or owned by root with u=rw,g=r (0640) or less."),
+				 errhint("Run chmod 0600 on the file named by toss_billing.secret_key_file.")));
+}
+
+static bool
+key_is_well_formed(const char *key)
+{
+	if (strlen(key) < 8 || strlen(key) > 200)
+		return false;
+	for (const char *p = key; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/*
+ * Find the merchant's key in the secret key file.  Returns a palloc'd copy;
+ * the line buffer is wiped before returning or raising.
+ */
+static char *
+read_secret_key(const char *merchant)
+{
+	FILE	   *f;
+	char		line[1024];
+	char	   *volatile found = NULL;
+	volatile bool malformed = false;
+
+	if (toss_secret_key_file == NULL || toss_secret_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_CONFIGURATION),
+				 errmsg("toss_billing.secret_key_file is not set"),
+				 errhint("Write the Toss secret key to a file readable only by the server, set toss_billing.secret_key_file to its path and reload.")));
+
+	f = AllocateFile(toss_secret_key_file, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open the file named by toss_billing.secret_key_file: %m")));
+
+	PG_TRY();
+	{
+		check_key_file_permissions(f);
+		while (found == NULL && fgets(line, sizeof(line), f) != NULL)
+		{
+			char	   *name = "default";
+			char	   *key;
+			char	   *tok1,
+					   *tok2,
+					   *tok3,
+					   *save;
+
+			tok1 = strtok_r(line, " \t\r\n", &save);
+			if (tok1 == NULL || tok1[0] == '#')
+				continue;
+			tok2 = strtok_r(NULL, " \t\r\n", &save);
+			tok3 = strtok_r(NULL, " \t\r\n", &save);
+			if (tok3 != NULL)
+			{
+				malformed = true;
+				continue;
+			}
+			if (tok2 != NULL)
+			{
+				name = tok1;
+				key = tok2;
+			}
+			else
+				key = tok1;
+			if (strcmp(name, merchant) != 0)
+				continue;
+			if (!key_is_well_formed(key))
+				malformed = true;
+			else
+				found = pstrdup(key);
+		}
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(line, sizeof(line));
+		FreeFile(f);
+	}
+	PG_END_TRY();
+
+	if (found == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_CONFIGURATION),
+				 errmsg("no toss secret key for merchant \"%s\"", merchant),
+				 malformed ?
+				 errdetail("The file named by toss_billing.secret_key_file has a malformed line for this merchant.") :
+				 errdetail("The file named by toss_billing.secret_key_file has no line for this merchant."),
+				 errhint("Each line is KEY (merchant \"default\") or MERCHANT KEY; keys are letters, digits and underscores.")));
+	return found;
+}
+
+/*
+ * Build "Basic base64(secretKey + ':')" for the merchant.  Returns palloc'd
+ * memory that the caller must wipe with toss_wipe_string() after use.
+ */
+char *
+toss_authorization_header(const char *merchant)
+{
+	char	   *key = read_secret_key(merchant);
+	size_t		keylen = strlen(key);
+	char	   *userpass = palloc(keylen + 2);
+	int			enclen = pg_b64_enc_len(keylen + 1);
+	char	   *header = palloc(enclen + 7);
+	int			n;
+
+	memcpy(userpass, key, keylen);
+	userpass[keylen] = ':';
+	userpass[keylen + 1] = '\0';
+	toss_wipe_string(key);
+	pfree(key);
+
+	memcpy(header, "Basic ", 6);
+	n = pg_b64_encode(userpass, keylen + 1, header + 6, enclen);
+	toss_wipe_string(userpass);
+	pfree(userpass);
+	if (n < 0)
+		elog(ERROR, "could not encode the toss authorization header");
+	header[6 + n] = '\0';
+	return header;
+}

@@ -1,0 +1,21 @@
+/*
+ * settings.h — toss_billing's GUCs and the secret-key file.
+ */
+#ifndef TOSS_SETTINGS_H
+#define TOSS_SETTINGS_H
+
+extern char *toss_api_url;
+extern int	toss_connect_timeout_ms;
+extern int	toss_timeout_ms;
+extern char *toss_secret_key_file;
+extern char *toss_root_key_file;
+
+#define TOSS_MERCHANT_MAXLEN 63
+#define TOSS_API_URL_MAXLEN 1024
+
+extern void toss_define_settings(void);
+extern bool toss_merchant_name_is_valid(const char *name);
+extern char *toss_authorization_header(const char *merchant);
+extern void toss_wipe_string(char *s);
+
+#endif

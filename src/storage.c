@@ -1,0 +1,295 @@
+/*
+ * storage.c — every SQL statement toss_billing's C code runs, through SPI.
+ *
+ * Transactions: none here.  Callers (jobs.c) open and commit the
+ * transactions; each function connects to SPI, runs its statements and
+ * copies what it returns into the caller's memory context before
+ * SPI_finish.  Locks: only the row locks the statements take, released at
+ * the caller's commit.  Secrets: the sealed billing key is passed as a bytea
+ * parameter, never interpolated into statement text.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "errors.h"
+#include "executor/spi.h"
+#include "storage.h"
+#include "utils/builtins.h"
+
+#define MAX_ARGS 16
+
+typedef struct Args
+{
+	int			n;
+	Oid			types[MAX_ARGS];
+	Datum		values[MAX_ARGS];
+	char		nulls[MAX_ARGS];
+} Args;
+
+static void
+arg_text(Args *a, const char *s)
+{
+	a->types[a->n] = TEXTOID;
+	a->values[a->n] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	a->nulls[a->n] = s ? ' ' : 'n';
+	a->n++;
+}
+
+static void
+arg_int8(Args *a, int64 v)
+{
+	a->types[a->n] = INT8OID;
+	a->values[a->n] = Int64GetDatum(v);
+	a->nulls[a->n] = ' ';
+	a->n++;
+}
+
+static void
+arg_bytea(Args *a, bytea *b)
+{
+	a->types[a->n] = BYTEAOID;
+	a->values[a->n] = PointerGetDatum(b);
+	a->nulls[a->n] = b ? ' ' : 'n';
+	a->n++;
+}
+
+/* Run a statement; returns the number of rows processed. */
+static uint64
+run(const char *sql, Args *a, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, a->n, a->types, a->values, a->nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "toss_billing: SPI statement failed with code %d", rc);
+	return SPI_processed;
+}
+
+static int64
+first_int8(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+int64
+toss_store_customer_id(const char *customer_key)
+{
+	Args		a = {0};
+	int64		id = 0;
+
+	SPI_connect();
+	arg_text(&a, customer_key);
+	if (run("SELECT id FROM toss_billing.customers WHERE customer_key = $1", &a, SPI_OK_SELECT) == 1)
+		id = first_int8(1);
+	SPI_finish();
+	if (id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_NOT_FOUND),
+				 errmsg("unknown customer \"%s\"", customer_key),
+				 errdetail("No row of toss_billing.customers has this customer_key."),
+				 errhint("Create the customer with toss_billing.create_customer() and commit before calling Toss.")));
+	return id;
+}
+
+int64
+toss_store_issue_intent(int64 customer_id, const char *merchant,
+						const char *idempotency_key)
+{
+	Args		a = {0};
+	int64		id;
+
+	SPI_connect();
+	arg_int8(&a, customer_id);
+	arg_text(&a, merchant);
+	arg_text(&a, idempotency_key);
+	run("INSERT INTO toss_billing.billing_keys (customer_id, merchant, idempotency_key, status) "
+		"VALUES ($1, $2, $3, 'pending') RETURNING id", &a, SPI_OK_INSERT_RETURNING);
+	id = first_int8(1);
+	SPI_finish();
+	return id;
+}
+
+void
+toss_store_issue_success(int64 id, int64 customer_id, bytea *sealed,
+						 const TossCardSummary *card)
+{
+	Args		a = {0};
+
+	SPI_connect();
+	arg_int8(&a, customer_id);
+	arg_int8(&a, id);
+	run("UPDATE toss_billing.billing_keys SET status = 'replaced', updated_at = now() "
+		"WHERE customer_id = $1 AND status = 'active' AND id <> $2", &a, SPI_OK_UPDATE);
+
+	a.n = 0;
+	arg_int8(&a, id);
+	arg_bytea(&a, sealed);
+	arg_text(&a, card->mid);
+	arg_text(&a, card->method);
+	arg_text(&a, card->card_company);
+	arg_text(&a, card->issuer_code);
+	arg_text(&a, card->acquirer_code);
+	arg_text(&a, card->number);
+	arg_text(&a, card->card_type);
+	arg_text(&a, card->owner_type);
+	arg_text(&a, card->authenticated_at);
+	run("UPDATE toss_billing.billing_keys SET status = 'active', encrypted_key = $2, "
+		"mid = $3, method = $4, card_company = $5, card_issuer_code = $6, "
+		"card_acquirer_code = $7, card_number = $8, card_type = $9, card_owner_type = $10, "
+		"authenticated_at = $11::timestamptz, updated_at = now() WHERE id = $1",
+		&a, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+void
+toss_store_issue_failure(int64 id, const char *status, const char *code,
+						 const char *message)
+{
+	Args		a = {0};
+
+	SPI_connect();
+	arg_int8(&a, id);
+	arg_text(&a, status);
+	arg_text(&a, code);
+	arg_text(&a, message);
+	run("UPDATE toss_billing.billing_keys SET status = $2, failure_code = $3, "
+		"failure_message = $4, updated_at = now() WHERE id = $1", &a, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+/* The billing_key_info row as record text, in the caller's context. */
+char *
+toss_store_billing_key_info(int64 id)
+{
+	Args		a = {0};
+	char	   *text = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	arg_int8(&a, id);
+	if (run("SELECT v::text FROM toss_billing.billing_key_info v WHERE v.id = $1",
+			&a, SPI_OK_SELECT) == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		text = MemoryContextStrdup(outer, v);
+	}
+	SPI_finish();
+	if (text == NULL)
+		elog(ERROR, "billing key row " INT64_FORMAT " vanished", id);
+	return text;
+}
+
+void
+toss_store_active_billing_key(const char *customer_key, TossBillingKeyRef *ref)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	bool		isnull;
+
+	ref->customer_id = toss_store_customer_id(customer_key);
+	SPI_connect();
+	arg_int8(&a, ref->customer_id);
+	if (run("SELECT id, merchant, encrypted_key FROM toss_billing.billing_keys "
+			"WHERE customer_id = $1 AND status = 'active'", &a, SPI_OK_SELECT) != 1)
+	{
+		SPI_finish();
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_NOT_FOUND),
+				 errmsg("customer \"%s\" has no active billing key", customer_key),
+				 errhint("Register a card and call toss_billing.toss_issue_billing_key() first.")));
+	}
+	ref->billing_key_id = first_int8(1);
+	ref->merchant = MemoryContextStrdup(outer,
+										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		bytea	   *b = DatumGetByteaPP(d);
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		ref->sealed = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(b));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+int64
+toss_store_charge_intent(const TossBillingKeyRef *ref, const TossChargeIntent *in)
+{
+	Args		a = {0};
+	int64		id = 0;
+	char	   *existing = NULL;
+
+	SPI_connect();
+	arg_text(&a, in->order_id);
+	arg_text(&a, in->idempotency_key);
+	arg_int8(&a, ref->customer_id);
+	arg_int8(&a, ref->billing_key_id);
+	arg_text(&a, ref->merchant);
+	arg_text(&a, in->order_name);
+	arg_int8(&a, in->amount);
+	arg_int8(&a, in->tax_free_amount);
+	arg_text(&a, in->customer_email);
+	arg_text(&a, in->customer_name);
+	arg_text(&a, in->requested_by);
+	if (run("INSERT INTO toss_billing.payments (order_id, idempotency_key, customer_id, "
+			"billing_key_id, merchant, state, order_name, amount, tax_free_amount, "
+			"customer_email, customer_name, requested_by) "
+			"VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8, $9, $10, $11) "
+			"ON CONFLICT (order_id) DO NOTHING RETURNING id",
+			&a, SPI_OK_INSERT_RETURNING) == 1)
+		id = first_int8(1);
+	else
+	{
+		a.n = 0;
+		arg_text(&a, in->order_id);
+		if (run("SELECT state FROM toss_billing.payments WHERE order_id = $1", &a, SPI_OK_SELECT) == 1)
+			existing = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	}
+	SPI_finish();
+	if (id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("order id \"%s\" is already in the ledger", in->order_id),
+				 errdetail("The earlier attempt with this order id is in state %s.",
+						   existing ? existing : "unknown"),
+				 errhint("Use a new order id for a new charge; an order id is charged at most once.")));
+	return id;
+}
+
+/*
+ * Record the outcome.  Toss's own fields (status, paymentKey, amounts,
+ * times) are read from the Payment JSON by SQL, exactly as numerics.
+ */
+void
+toss_store_charge_outcome(int64 payment_id, const TossChargeOutcome *o)
+{
+	Args		a = {0};
+
+	SPI_connect();
+	arg_int8(&a, payment_id);
+	arg_text(&a, o->state);
+	arg_int8(&a, o->http_status);
+	arg_text(&a, o->failure_class);
+	arg_text(&a, o->failure_code);
+	arg_text(&a, o->failure_message);
+	arg_text(&a, o->payment_json);
+	run("WITH r AS (SELECT $7::jsonb AS j) "
+		"UPDATE toss_billing.payments p SET state = $2, "
+		"http_status = NULLIF($3, 0)::integer, failure_class = $4, "
+		"failure_code = coalesce($5, r.j->'failure'->>'code'), "
+		"failure_message = coalesce($6, r.j->'failure'->>'message'), "
+		"toss_status = r.j->>'status', payment_key = r.j->>'paymentKey', "
+		"total_amount = (r.j->>'totalAmount')::bigint, "
+		"balance_amount = (r.j->>'balanceAmount')::bigint, "
+		"supplied_amount = (r.j->>'suppliedAmount')::bigint, "
+		"vat = (r.j->>'vat')::bigint, "
+		"requested_at = (r.j->>'requestedAt')::timestamptz, "
+		"approved_at = (r.j->>'approvedAt')::timestamptz, "
+		"response = r.j, updated_at = now() "
+		"FROM r WHERE p.id = $1", &a, SPI_OK_UPDATE);
+	SPI_finish();
+}

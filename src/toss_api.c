@@ -1,0 +1,88 @@
+/*
+ * toss_api.c — Toss's endpoints: URL building, request bodies, and reading
+ * the reply into a TossReply.  No transactions, no catalog access; memory is
+ * the caller's current context.  The billing key and the authorization
+ * header are used only to build the request and are never copied.
+ */
+#include "postgres.h"
+
+#include "toss_api.h"
+
+static void
+call(const TossEndpoint *ep, const char *method, const char *url,
+	 const char *idempotency_key, const char *body, TossReply *reply)
+{
+	TossHttpRequest req = {
+		.method = method,
+		.url = url,
+		.authorization = ep->authorization,
+		.idempotency_key = idempotency_key,
+		.body = body,
+		.connect_timeout_ms = ep->connect_timeout_ms,
+		.timeout_ms = ep->timeout_ms,
+	};
+
+	memset(reply, 0, sizeof(*reply));
+	toss_http_perform(&req, &reply->http);
+	if (reply->http.failure != TOSS_HTTP_OK)
+		return;
+	reply->doc = toss_json_parse(reply->http.body, reply->http.body_len);
+	if (!toss_json_is_object(reply->doc))
+	{
+		reply->doc = NULL;
+		return;
+	}
+	if (reply->http.status < 200 || reply->http.status >= 300)
+	{
+		reply->code = toss_json_text(reply->doc, "code");
+		reply->message = toss_json_text(reply->doc, "message");
+		reply->is_error = reply->code != NULL;
+	}
+}
+
+/* A 2xx response whose body is a JSON object. */
+bool
+toss_reply_ok(const TossReply *reply)
+{
+	return reply->http.failure == TOSS_HTTP_OK &&
+		reply->http.status >= 200 && reply->http.status < 300 &&
+		reply->doc != NULL;
+}
+
+void
+toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
+			   const char *auth_key, const char *customer_key, TossReply *reply)
+{
+	TossJsonField fields[] = {
+		{"authKey", TOSS_JSON_STRING, auth_key},
+		{"customerKey", TOSS_JSON_STRING, customer_key},
+	};
+	char	   *body = toss_json_build(fields, lengthof(fields));
+	char	   *url = psprintf("%s/v1/billing/authorizations/issue", ep->api_url);
+
+	call(ep, "POST", url, idempotency_key, body, reply);
+}
+
+void
+toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
+				const char *billing_key, const char *body, TossReply *reply)
+{
+	char	   *seg = toss_url_escape_segment(billing_key);
+	char	   *url = psprintf("%s/v1/billing/%s", ep->api_url, seg);
+
+	call(ep, "POST", url, idempotency_key, body, reply);
+	explicit_bzero(seg, strlen(seg));
+	explicit_bzero(url, strlen(url));
+	pfree(seg);
+	pfree(url);
+}
+
+void
+toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
+						  TossReply *reply)
+{
+	char	   *url = psprintf("%s/v1/payments/orders/%s", ep->api_url,
+							   toss_url_escape_segment(order_id));
+
+	call(ep, "GET", url, NULL, NULL, reply);
+}

@@ -1,0 +1,39 @@
+/*
+ * toss_api.h — the Toss endpoints toss_billing calls, as C functions.
+ */
+#ifndef TOSS_API_H
+#define TOSS_API_H
+
+#include "errors.h"
+#include "http.h"
+#include "json.h"
+
+typedef struct TossEndpoint
+{
+	const char *api_url;		/* base, without trailing slash */
+	const char *authorization;	/* secret */
+	int			connect_timeout_ms;
+	int			timeout_ms;
+} TossEndpoint;
+
+/* One call's result, read from the HTTP response. */
+typedef struct TossReply
+{
+	TossHttpResponse http;
+	TossJson   *doc;			/* parsed body if it is a JSON object */
+	bool		is_error;		/* a Toss {code, message} error */
+	char	   *code;			/* Toss error code */
+	char	   *message;		/* Toss error message */
+} TossReply;
+
+extern void toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
+						   const char *auth_key, const char *customer_key,
+						   TossReply *reply);
+extern void toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
+							const char *billing_key, const char *body,
+							TossReply *reply);
+extern void toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
+									  TossReply *reply);
+extern bool toss_reply_ok(const TossReply *reply);
+
+#endif

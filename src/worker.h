@@ -1,0 +1,59 @@
+/*
+ * worker.h — running a Toss job in a dynamic background worker.
+ *
+ * The job struct is copied into a DSM segment by the calling backend and read
+ * by the worker; it is plain data (fixed-size strings), no pointers.
+ */
+#ifndef TOSS_WORKER_H
+#define TOSS_WORKER_H
+
+#include "settings.h"
+
+typedef enum TossJobKind
+{
+	TOSS_JOB_ISSUE,
+	TOSS_JOB_CHARGE
+} TossJobKind;
+
+typedef struct TossJob
+{
+	TossJobKind kind;
+	Oid			database_id;
+	Oid			owner_id;		/* the extension owner: the worker's role */
+	char		requested_by[NAMEDATALEN];
+	char		api_url[TOSS_API_URL_MAXLEN];
+	int			connect_timeout_ms;
+	int			timeout_ms;
+	char		customer_key[64];
+	char		merchant[TOSS_MERCHANT_MAXLEN + 1];
+	/* issue */
+	char		auth_key[304];
+	/* charge */
+	int64		amount;
+	int64		tax_free_amount;
+	char		order_id[72];
+	char		order_name[408];
+	char		customer_email[408];
+	bool		has_customer_email;
+	char		customer_name[408];
+	bool		has_customer_name;
+} TossJob;
+
+/* What the worker sends back. */
+typedef struct TossJobResult
+{
+	bool		ok;
+	char	   *payload;		/* ok: Payment JSON or billing_key_info text */
+	int			sqlerrcode;		/* !ok */
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+} TossJobResult;
+
+extern void toss_run_job(const TossJob *job, TossJobResult *result);
+extern PGDLLEXPORT void toss_billing_worker_main(Datum main_arg);
+
+/* jobs.c: the body of a job, run inside the worker */
+extern void toss_job_execute(const TossJob *job, TossJobResult *result);
+
+#endif

@@ -1,0 +1,124 @@
+// Owns the admin/inspection API under /__emulator/ (no auth, JSON): reset,
+// the auth-key shortcut, fault management, the request log, the payment list,
+// the exactly-once ledger, the emulator clock, and Toss-side billing-key removal.
+'use strict';
+
+const { classifyKey, merchantOf } = require('./auth');
+const { parseFault } = require('./faults');
+const cards = require('./cards');
+const clock = require('./clock');
+const { json } = require('./http');
+
+function bad(message, status = 400, code = 'INVALID_ADMIN_REQUEST') {
+  return json(status, { code, message });
+}
+
+function parseBody(buf) {
+  if (buf.length === 0) return {};
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function createAuthKey(state, b) {
+  if (!b || typeof b !== 'object') return bad('body must be a JSON object');
+  if (classifyKey(b.secretKey).kind !== 'secret') return bad('secretKey must be a test_sk_/live_sk_/test_gsk_/live_gsk_ key', 400, 'INVALID_API_KEY');
+  if (typeof b.customerKey !== 'string' || b.customerKey === '') return bad('customerKey must be a non-empty string');
+  if (b.billingKey !== undefined && b.billingKey !== null && (typeof b.billingKey !== 'string' || b.billingKey === '' || b.billingKey.length > 200)) {
+    return bad('billingKey must be a string of 1-200 characters');
+  }
+  const reg = cards.register({ ...b, cardNumber: b.cardNumber === undefined ? cards.defaultCard : b.cardNumber });
+  if (reg.error) return bad(reg.error.en, reg.error.status, reg.error.code);
+  const made = state.store.createAuthKey({
+    merchant: merchantOf(b.secretKey), customerKey: b.customerKey, card: reg.card, billingKey: b.billingKey,
+  });
+  if (made.error) return bad(made.error, 409, 'DUPLICATED_BILLING_KEY');
+  return json(200, { authKey: made.authKey, customerKey: b.customerKey });
+}
+
+function clockOp(b) {
+  if (!b || typeof b !== 'object') return bad('body must be a JSON object');
+  if (b.advanceMs !== undefined) {
+    if (!Number.isFinite(b.advanceMs)) return bad('advanceMs must be a number');
+    clock.advance(b.advanceMs);
+  } else if (b.set !== undefined) {
+    const t = Date.parse(b.set);
+    if (Number.isNaN(t)) return bad('set must be an ISO 8601 date');
+    clock.set(t);
+  } else if (b.reset === true) {
+    clock.reset();
+  } else {
+    return bad('give advanceMs, set or reset');
+  }
+  return clockView();
+}
+
+function clockView() {
+  const now = clock.now();
+  return json(200, { now: new Date(now).toISOString(), kst: clock.kst(now), offsetMs: clock.offset() });
+}
+
+function removeBillingKey(state, seg) {
+  let key;
+  try {
+    key = decodeURIComponent(seg);
+  } catch {
+    return bad('bad percent-encoding');
+  }
+  const rec = state.store.billingKey(key);
+  if (!rec) return bad('no such billing key', 404, 'NOT_FOUND');
+  rec.deleted = true;
+  return json(200, { billingKey: key, deleted: true });
+}
+
+function reset(state) {
+  state.store.clear();
+  state.idem.clear();
+  state.faults.clear();
+  state.log.clear();
+  clock.reset();
+  return json(200, { reset: true });
+}
+
+/** Dispatch an admin request. Returns a prepared response. */
+function handleAdmin(state, method, rawPath, query, rawBody) {
+  const parts = rawPath.split('/').slice(2); // after '/__emulator'
+  const [a, b] = parts;
+  const body = parseBody(rawBody);
+  if (body === undefined) return bad('body is not valid JSON');
+  if (parts.length === 1) {
+    switch (`${method} ${a}`) {
+      case 'POST reset': return reset(state);
+      case 'POST auth-keys': return createAuthKey(state, body);
+      case 'GET faults': return json(200, state.faults.describe());
+      case 'POST faults': {
+        const parsed = parseFault(body);
+        if (parsed.error) return bad(parsed.error);
+        return json(200, { id: state.faults.add(parsed.fault) });
+      }
+      case 'DELETE faults': state.faults.clear(); return json(200, { deleted: 'all' });
+      case 'GET requests': {
+        const limit = query.limit === undefined ? 100 : Number(query.limit);
+        if (!Number.isInteger(limit) || limit < 0) return bad('limit must be a non-negative integer');
+        return json(200, state.log.recent(limit));
+      }
+      case 'GET payments': return json(200, state.store.listPayments(query));
+      case 'GET ledger': return json(200, state.store.ledger());
+      case 'GET clock': return clockView();
+      case 'POST clock': return clockOp(body);
+      case 'GET info': return json(200, { baseUrl: state.baseUrl, payments: state.store.paymentList.length, billingKeys: state.store.billingKeys.size, faults: state.faults.list.length });
+      default: break;
+    }
+  }
+  if (parts.length === 2 && b !== '') {
+    if (method === 'DELETE' && a === 'faults') {
+      return state.faults.remove(b) ? json(200, { deleted: b }) : bad(`no fault ${b}`, 404, 'NOT_FOUND');
+    }
+    if (method === 'DELETE' && a === 'billing-keys') return removeBillingKey(state, b);
+  }
+  return bad(`no admin route ${method} ${rawPath}`, 404, 'NOT_FOUND');
+}
+
+module.exports = { handleAdmin };

@@ -1,0 +1,141 @@
+// Owns the request pipeline of the Toss API (/v1/...): request logging,
+// routing, authentication, TossPayments-Test-Code, Idempotency-Key handling,
+// fault injection, running the handler and writing (or replaying) the
+// response. The order of these steps is documented in README.md.
+'use strict';
+
+const { tossError, errorBody, languageOf, isKnown, CATALOG } = require('./errors');
+const { authenticate } = require('./auth');
+const { IdempotencyStore, MAX_KEY_LENGTH } = require('./idempotency');
+const { route } = require('./toss');
+const { send, json, decodePath } = require('./http');
+const effects = require('./effects');
+const clock = require('./clock');
+const ids = require('./ids');
+
+function catalogMessage(code, lang) {
+  return CATALOG[code] ? (lang === 'en' ? CATALOG[code][2] : CATALOG[code][1]) : code;
+}
+
+function errorResponse(err, lang) {
+  return json(err.status, errorBody(err, lang));
+}
+
+function serialize(result, lang) {
+  if (result.error) return errorResponse(result.error, lang);
+  if (result.body === null) return { status: result.status, headers: {}, payload: '' };
+  return json(result.status, result.body);
+}
+
+function testCodeError(code) {
+  if (isKnown(code)) return tossError(code);
+  return tossError('INVALID_REQUEST', { ko: `지원하지 않는 테스트 코드입니다: ${code}`, en: `Unsupported test code: ${code}` });
+}
+
+function parseJson(buf) {
+  if (buf.length === 0) return null;
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function queryObject(rawQuery) {
+  return rawQuery ? Object.fromEntries(new URLSearchParams(rawQuery)) : {};
+}
+
+async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
+  const requestedAt = clock.now();
+  const h = req.headers;
+  const lang = languageOf(h['accept-language']);
+  const body = parseJson(rawBody);
+  const idemKey = typeof h['idempotency-key'] === 'string' && h['idempotency-key'] !== '' ? h['idempotency-key'] : null;
+  const entry = state.log.add({
+    method: req.method, rawPath, path: decodePath(rawPath), query: queryObject(rawQuery),
+    idempotencyKey: idemKey, acceptLanguage: h['accept-language'] || null,
+    testCode: h['tosspayments-test-code'] || null, mId: null,
+    body: body === undefined ? null : body, status: null, outcome: null, replayed: false, faultId: null,
+    at: new Date(requestedAt).toISOString(),
+  });
+  const headers = { 'X-TossPayments-Trace-Id': ids.traceId() };
+  const reply = (resp, outcome = 'response') => {
+    send(res, resp, headers);
+    entry.status = resp.status;
+    entry.outcome = outcome;
+  };
+
+  const r = route(req.method, rawPath);
+  if (!r) return reply(errorResponse(tossError('NOT_FOUND_HTTP_METHOD'), lang));
+  if (r.badEncoding) return reply(errorResponse(tossError('INVALID_REQUEST'), lang));
+
+  const auth = authenticate(h.authorization);
+  if (auth.error) return reply(errorResponse(auth.error, lang));
+  const merchant = auth.merchant;
+  entry.mId = merchant.mId;
+
+  const testCode = h['tosspayments-test-code'];
+  if (testCode && merchant.mode === 'test') return reply(errorResponse(testCodeError(testCode), lang));
+
+  let scope = null;
+  let claim = null;
+  if (req.method === 'POST' && idemKey !== null) {
+    if (idemKey.length > MAX_KEY_LENGTH) return reply(errorResponse(tossError('INVALID_IDEMPOTENCY_KEY'), lang));
+    scope = IdempotencyStore.scope(merchant.secretKey, req.method, rawPath, idemKey);
+    claim = state.idem.begin(scope);
+    if (claim.state === 'inflight') return reply(errorResponse(tossError('IDEMPOTENT_REQUEST_PROCESSING'), lang));
+  }
+  const claimed = claim !== null && claim.state === 'new';
+
+  const isObj = body !== null && typeof body === 'object';
+  const fault = state.faults.take({
+    method: req.method, path: entry.path, rawPath,
+    orderId: r.params.orderId !== undefined ? r.params.orderId : isObj ? body.orderId : undefined,
+    billingKey: r.params.billingKey,
+    customerKey: isObj ? body.customerKey : undefined,
+  });
+  if (fault) {
+    entry.faultId = fault.id;
+    try {
+      await effects.delay(fault);
+    } catch (e) {
+      if (claimed) state.idem.abandon(scope);
+      throw e;
+    }
+    if (effects.dropsRequest(fault)) {
+      if (claimed) state.idem.abandon(scope);
+      const done = effects.applyDrop(fault, req, res, {
+        lang, mId: merchant.mId, orderId: isObj ? body.orderId : null, catalogMessage, headers,
+      });
+      entry.status = done.status;
+      entry.outcome = done.outcome;
+      return undefined;
+    }
+  }
+
+  let resp;
+  if (claim !== null && claim.state === 'done') {
+    resp = claim.response;
+    entry.replayed = true;
+  } else {
+    try {
+      resp = serialize(r.handler({
+        store: state.store, merchant, body, params: r.params, lang, requestedAt, baseUrl: state.baseUrl,
+      }), lang);
+    } catch (e) {
+      if (claimed) state.idem.abandon(scope);
+      throw e;
+    }
+    if (claimed) state.idem.complete(scope, resp);
+  }
+
+  if (fault && fault.lostResponse) {
+    effects.loseResponse(req);
+    entry.status = resp.status;
+    entry.outcome = 'lostResponse';
+    return undefined;
+  }
+  return reply(resp, entry.replayed ? 'replay' : 'response');
+}
+
+module.exports = { handleApi, catalogMessage };

@@ -1,0 +1,103 @@
+// Owns the test-card table (loaded from ../cards.json): card registration
+// rules (number, expiry, birth date), card masking, and what each card does
+// when it is charged.
+'use strict';
+
+const data = require('../cards.json');
+const { tossError, statusOf } = require('./errors');
+const clock = require('./clock');
+
+const byNumber = new Map();
+for (const c of data.cards) {
+  if (c.charge.code && statusOf(c.charge.code) !== c.charge.status) {
+    throw new Error(`cards.json: ${c.number} ${c.charge.code} status ${c.charge.status} disagrees with the error catalog`);
+  }
+  byNumber.set(c.number, c);
+}
+
+function luhn(num) {
+  let sum = 0;
+  let dbl = false;
+  for (let i = num.length - 1; i >= 0; i--) {
+    let d = num.charCodeAt(i) - 48;
+    if (dbl) { d *= 2; if (d > 9) d -= 9; }
+    sum += d;
+    dbl = !dbl;
+  }
+  return sum % 10 === 0;
+}
+
+/** Toss masking, e.g. 4330121234567890 → `43301212****789*`. */
+function mask(num) {
+  return num.slice(0, 8) + '****' + num.slice(12, num.length - 1) + '*';
+}
+
+function profileFor(num) {
+  const listed = byNumber.get(num);
+  if (listed) return listed;
+  if (num.length >= 13 && num.length <= 19 && luhn(num)) return data.default;
+  return null;
+}
+
+function validExpiry(yy, mm, nowMs) {
+  if (!/^\d{2}$/.test(yy) || !/^\d{1,2}$/.test(mm)) return false;
+  const month = Number(mm);
+  if (month < 1 || month > 12) return false;
+  const year = 2000 + Number(yy);
+  const now = clock.kstYearMonth(nowMs);
+  return year > now.year || (year === now.year && month >= now.month);
+}
+
+function validIdentity(s) {
+  if (/^\d{10}$/.test(s)) return true; // business registration number
+  if (!/^\d{6}$/.test(s)) return false;
+  const mm = Number(s.slice(2, 4));
+  const dd = Number(s.slice(4, 6));
+  return mm >= 1 && mm <= 12 && dd >= 1 && dd <= 31;
+}
+
+/**
+ * Register a card (what the card window does before handing out an authKey).
+ * input: {cardNumber, cardExpirationYear?, cardExpirationMonth?, customerIdentityNumber?}
+ * Expiry and identity are checked only when given. Returns {card} or {error}.
+ */
+function register(input) {
+  const raw = typeof input.cardNumber === 'string' ? input.cardNumber.replace(/[\s-]/g, '') : '';
+  if (!/^\d{1,20}$/.test(raw)) return { error: tossError('INVALID_CARD_NUMBER') };
+  const profile = profileFor(raw);
+  if (!profile) return { error: tossError('INVALID_CARD_NUMBER') };
+  const yy = input.cardExpirationYear;
+  const mm = input.cardExpirationMonth;
+  if ((yy !== undefined && yy !== '') || (mm !== undefined && mm !== '')) {
+    if (!validExpiry(String(yy || ''), String(mm || ''), clock.now())) return { error: tossError('INVALID_CARD_EXPIRATION') };
+  }
+  const ident = input.customerIdentityNumber;
+  if (ident !== undefined && ident !== '' && !validIdentity(String(ident))) {
+    return { error: tossError('INVALID_BIRTH_DAY_FORMAT') };
+  }
+  return {
+    card: {
+      number: raw,
+      masked: mask(raw),
+      issuerCode: profile.issuerCode,
+      acquirerCode: profile.acquirerCode,
+      cardCompany: profile.cardCompany,
+      cardType: profile.cardType,
+      ownerType: profile.ownerType,
+      charge: profile.charge,
+    },
+  };
+}
+
+/**
+ * Outcome of the `attempt`-th (1-based) charge of a billing key of this card:
+ * null when it is approved, else a Toss error value.
+ */
+function chargeOutcome(card, attempt) {
+  const c = card.charge;
+  if (c.outcome === 'decline') return tossError(c.code, null, c.status);
+  if (c.outcome === 'failFirst' && attempt <= c.failCount) return tossError(c.code, null, c.status);
+  return null;
+}
+
+module.exports = { register, chargeOutcome, mask, luhn, defaultCard: data.defaultCard, table: data };

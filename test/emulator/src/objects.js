@@ -1,0 +1,103 @@
+// Owns the shape of Toss response objects: the Billing object returned by
+// billing-key issuance and the Payment object (API version 2022-11-16)
+// returned by billing approval and payment lookups, including vat math.
+'use strict';
+
+const clock = require('./clock');
+const ids = require('./ids');
+
+const API_VERSION = '2022-11-16';
+
+function billingObject(rec) {
+  return {
+    mId: rec.mId,
+    customerKey: rec.customerKey,
+    authenticatedAt: clock.kst(rec.authenticatedAt),
+    method: '카드',
+    billingKey: rec.billingKey,
+    card: {
+      issuerCode: rec.card.issuerCode,
+      acquirerCode: rec.card.acquirerCode,
+      number: rec.card.masked,
+      cardType: rec.card.cardType,
+      ownerType: rec.card.ownerType,
+    },
+    cardCompany: rec.card.cardCompany,
+    cardNumber: rec.card.masked,
+    transfers: null,
+    easyPay: null,
+  };
+}
+
+/** vat = round((amount - taxFree) / 11); supplied = amount - taxFree - vat. */
+function amounts(amount, taxFreeAmount) {
+  const vat = Math.round((amount - taxFreeAmount) / 11);
+  return { vat, suppliedAmount: amount - taxFreeAmount - vat };
+}
+
+/**
+ * Build a billing Payment. `failure` = Toss error value for an ABORTED payment, else null (DONE).
+ * ctx: {baseUrl, paymentKey, billing (billing-key record), body (validated approve body), requestedAt (ms), lang}
+ */
+function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, failure, lang }) {
+  const amount = body.amount;
+  const taxFreeAmount = body.taxFreeAmount || 0;
+  const taxExemptionAmount = body.taxExemptionAmount || 0;
+  const { vat, suppliedAmount } = amounts(amount, taxFreeAmount);
+  const done = !failure;
+  const requested = clock.kst(requestedAt);
+  return {
+    mId: billing.mId,
+    version: API_VERSION,
+    paymentKey,
+    status: done ? 'DONE' : 'ABORTED',
+    lastTransactionKey: done ? ids.transactionKey() : null,
+    orderId: body.orderId,
+    orderName: body.orderName,
+    requestedAt: requested,
+    approvedAt: done ? clock.kst(clock.now()) : null,
+    useEscrow: false,
+    cultureExpense: false,
+    card: {
+      issuerCode: billing.card.issuerCode,
+      acquirerCode: billing.card.acquirerCode,
+      number: billing.card.masked,
+      installmentPlanMonths: body.cardInstallmentPlan || 0,
+      isInterestFree: false,
+      interestPayer: null,
+      approveNo: done ? ids.approveNo() : null,
+      useCardPoint: false,
+      cardType: billing.card.cardType,
+      ownerType: billing.card.ownerType,
+      acquireStatus: 'READY',
+      amount,
+    },
+    virtualAccount: null,
+    transfer: null,
+    mobilePhone: null,
+    giftCertificate: null,
+    cashReceipt: null,
+    cashReceipts: null,
+    discount: null,
+    cancels: null,
+    secret: ids.paymentSecret(),
+    type: 'BILLING',
+    easyPay: null,
+    country: 'KR',
+    failure: done ? null : { code: failure.code, message: lang === 'en' ? failure.en : failure.ko },
+    isPartialCancelable: true,
+    receipt: { url: `${baseUrl}/sales-slip?paymentKey=${encodeURIComponent(paymentKey)}` },
+    checkout: { url: `${baseUrl}/v1/payments/${encodeURIComponent(paymentKey)}/checkout` },
+    currency: 'KRW',
+    totalAmount: amount,
+    balanceAmount: amount,
+    suppliedAmount,
+    vat,
+    taxFreeAmount,
+    metadata: null,
+    taxExemptionAmount,
+    method: '카드',
+  };
+}
+
+module.exports = { billingObject, paymentObject, amounts, API_VERSION };

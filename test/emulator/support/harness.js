@@ -1,0 +1,165 @@
+// Test harness for the emulator tests (kept out of test/ so `node --test
+// test/emulator/test/` does not run it as a test file): starts `run --port 0`
+// as a child process, and offers a small HTTP client plus a Toss client
+// (Basic auth, billing helpers) on top of it.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const http = require('node:http');
+const path = require('node:path');
+const crypto = require('node:crypto');
+
+const RUN = path.join(__dirname, '..', 'run');
+
+let counter = 0;
+/** A unique id usable as orderId / customerKey: prefix-<n>-<random>. */
+function uid(prefix = 'id') {
+  counter++;
+  return `${prefix}-${counter}-${crypto.randomBytes(4).toString('hex')}`;
+}
+
+function basic(secretKey) {
+  return 'Basic ' + Buffer.from(secretKey + ':').toString('base64');
+}
+
+/**
+ * One HTTP request (new connection each time). Resolves {status, headers, text, json};
+ * rejects on socket errors and on `timeout` (ms) with err.code === 'TIMEOUT'.
+ */
+function request(port, { method = 'GET', path: p, headers = {}, body, timeout }) {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    const h = { ...headers };
+    if (body !== undefined) {
+      data = typeof body === 'string' ? body : JSON.stringify(body);
+      if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['Content-Type'] = 'application/json';
+    }
+    h['Content-Length'] = Buffer.byteLength(data);
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: h, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    if (timeout) {
+      req.setTimeout(timeout, () => req.destroy(Object.assign(new Error('client timeout'), { code: 'TIMEOUT' })));
+    }
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+class TossClient {
+  constructor(emu, secretKey) {
+    this.emu = emu;
+    this.secretKey = secretKey;
+    this.auth = basic(secretKey);
+  }
+
+  call(method, p, body, headers = {}) {
+    return this.emu.request({ method, path: p, body, headers: { Authorization: this.auth, ...headers } });
+  }
+
+  issue(authKey, customerKey, headers) {
+    return this.call('POST', '/v1/billing/authorizations/issue', { authKey, customerKey }, headers);
+  }
+
+  approve(billingKey, body, headers) {
+    return this.call('POST', `/v1/billing/${encodeURIComponent(billingKey)}`, body, headers);
+  }
+
+  deleteBillingKey(billingKey, headers) {
+    return this.call('DELETE', `/v1/billing/${encodeURIComponent(billingKey)}`, undefined, headers);
+  }
+
+  payment(paymentKey, headers) {
+    return this.call('GET', `/v1/payments/${encodeURIComponent(paymentKey)}`, undefined, headers);
+  }
+
+  order(orderId, headers) {
+    return this.call('GET', `/v1/payments/orders/${encodeURIComponent(orderId)}`, undefined, headers);
+  }
+
+  /** authKey for a card of this merchant through the admin shortcut. */
+  async authKey({ customerKey, cardNumber, billingKey } = {}) {
+    const r = await this.emu.admin('POST', '/__emulator/auth-keys', { secretKey: this.secretKey, customerKey, cardNumber, billingKey });
+    if (r.status !== 200) throw new Error(`auth-keys failed: ${r.status} ${r.text}`);
+    return r.json.authKey;
+  }
+
+  /** Register a card and issue its billing key; resolves the Billing object. */
+  async billing({ customerKey = uid('cust'), cardNumber, billingKey } = {}) {
+    const authKey = await this.authKey({ customerKey, cardNumber, billingKey });
+    const r = await this.issue(authKey, customerKey);
+    if (r.status !== 200) throw new Error(`issue failed: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  /** A valid approve body for a Billing object, with overrides. */
+  static charge(billing, extra = {}) {
+    return { customerKey: billing.customerKey, amount: 4900, orderId: uid('order'), orderName: '토스 프라임 구독', ...extra };
+  }
+}
+
+class Emulator {
+  constructor(proc, port, line) {
+    this.proc = proc;
+    this.port = port;
+    this.line = line;
+    this.base = `http://127.0.0.1:${port}`;
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  request(opts) {
+    return request(this.port, opts);
+  }
+
+  admin(method, p, body) {
+    return request(this.port, { method, path: p, body });
+  }
+
+  client(secretKey = `test_sk_${uid('m').replace(/-/g, '')}`) {
+    return new TossClient(this, secretKey);
+  }
+
+  reset() {
+    return this.admin('POST', '/__emulator/reset');
+  }
+
+  async stop(signal = 'SIGTERM') {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return this.exited;
+  }
+}
+
+/** Start `run --port 0` and wait for its `listening on` line. */
+function startEmulator(args = ['--port', '0']) {
+  const proc = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onExit = (code) => reject(new Error(`emulator exited (${code}) before listening: ${stderr}`));
+    proc.once('exit', onExit);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const i = out.indexOf('\n');
+      if (i < 0) return;
+      proc.removeListener('exit', onExit);
+      const line = out.slice(0, i);
+      const m = /^listening on 127\.0\.0\.1:(\d+)$/.exec(line);
+      if (!m) return reject(new Error(`unexpected first line: ${line}`));
+      const emu = new Emulator(proc, Number(m[1]), line);
+      emu.stdout = () => out;
+      emu.stderr = () => stderr;
+      resolve(emu);
+    });
+  });
+}
+
+module.exports = { startEmulator, request, basic, uid, TossClient };
