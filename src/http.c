@@ -3,6 +3,7 @@
  *
  * toss_http_perform() makes one request with a fresh easy handle and returns
  * the outcome in a struct; transport failures are results, not errors.
+ * TossHttpBatch runs many requests at once on one curl multi handle.
  *
  * Memory: the response body is collected in malloc'd memory by the write
  * callback (callbacks never palloc and never ereport: they only return short
@@ -22,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 
@@ -70,7 +72,8 @@ static int
 check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 				 curl_off_t ultotal, curl_off_t ulnow)
 {
-	return InterruptPending ? 1 : 0;
+	/* only the interrupts that will raise: cancel, timeouts, termination */
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
 }
 
 static void
@@ -153,77 +156,241 @@ classify(CURLcode rc, CURL *h, const Collected *body)
 	return TOSS_HTTP_TRANSPORT;
 }
 
-void
-toss_http_perform(const TossHttpRequest *req, TossHttpResponse *resp)
+/* One request's curl state; malloc'd so it never depends on a memory context. */
+typedef struct Transfer
 {
-	CURL	   *volatile h = NULL;
-	struct curl_slist *volatile headers = NULL;
-	Collected	body = {0};
-	char		errbuf[CURL_ERROR_SIZE] = "";
-	instr_time	start,
-				elapsed;
+	CURL	   *h;
+	struct curl_slist *headers;
+	Collected	body;
+	char		errbuf[CURL_ERROR_SIZE];
+	instr_time	start;
+	void	   *tag;
+	dlist_node	node;
+} Transfer;
 
-	memset(resp, 0, sizeof(*resp));
+static void
+transfer_free(Transfer *t)
+{
+	if (t->headers)
+		curl_slist_free_all(t->headers);
+	if (t->h)
+		curl_easy_cleanup(t->h);
+	free(t->body.data);
+	free(t);
+}
+
+/* A ready-to-run transfer.  Frees everything it made if it raises. */
+static Transfer *
+transfer_create(const TossHttpRequest *req)
+{
+	Transfer   *t;
+
 	ensure_curl();
-	INSTR_TIME_SET_CURRENT(start);
-
+	t = calloc(1, sizeof(Transfer));
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory creating a toss request")));
 	PG_TRY();
 	{
 		bool		oom = false;
-		CURLcode	rc;
-		struct curl_slist *l = NULL;
 
-		h = curl_easy_init();
-		if (h == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a curl handle")));
-		l = add_header(l, "Authorization", req->authorization, &oom);
-		headers = l;
-		l = add_header(l, "Content-Type", "application/json", &oom);
-		headers = l;
+		t->h = curl_easy_init();
+		if (t->h == NULL)
+			oom = true;
+		t->headers = add_header(t->headers, "Authorization", req->authorization, &oom);
+		t->headers = add_header(t->headers, "Content-Type", "application/json", &oom);
 		if (req->idempotency_key)
-		{
-			l = add_header(l, "Idempotency-Key", req->idempotency_key, &oom);
-			headers = l;
-		}
-		l = add_header(l, "Expect", "", &oom);
-		headers = l;
+			t->headers = add_header(t->headers, "Idempotency-Key", req->idempotency_key, &oom);
+		t->headers = add_header(t->headers, "Expect", "", &oom);
 		if (oom)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory building toss request headers")));
-		set_options(h, req, headers, &body, errbuf);
+					 errmsg("out of memory building a toss request")));
+		set_options(t->h, req, t->headers, &t->body, t->errbuf);
+		curl_easy_setopt(t->h, CURLOPT_PRIVATE, t);
+		INSTR_TIME_SET_CURRENT(t->start);
+	}
+	PG_CATCH();
+	{
+		transfer_free(t);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return t;
+}
 
-		rc = curl_easy_perform(h);
-		resp->failure = classify(rc, h, &body);
-		if (resp->failure == TOSS_HTTP_OK)
-			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-		else
-			strlcpy(resp->error, errbuf[0] ? errbuf : curl_easy_strerror(rc),
-					sizeof(resp->error));
-		resp->body = palloc(body.len + 1);
-		if (body.len > 0)
-			memcpy(resp->body, body.data, body.len);
-		resp->body[body.len] = '\0';
-		resp->body_len = body.len;
+/* Fill *resp from a finished transfer; the body is copied into palloc'd memory. */
+static void
+transfer_result(Transfer *t, CURLcode rc, TossHttpResponse *resp)
+{
+	instr_time	elapsed;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->failure = classify(rc, t->h, &t->body);
+	if (resp->failure == TOSS_HTTP_OK)
+		curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &resp->status);
+	else
+		strlcpy(resp->error, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc),
+				sizeof(resp->error));
+	resp->body = palloc(t->body.len + 1);
+	if (t->body.len > 0)
+		memcpy(resp->body, t->body.data, t->body.len);
+	resp->body[t->body.len] = '\0';
+	resp->body_len = t->body.len;
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, t->start);
+	resp->elapsed_ms = INSTR_TIME_GET_MILLISEC(elapsed);
+}
+
+void
+toss_http_perform(const TossHttpRequest *req, TossHttpResponse *resp)
+{
+	Transfer   *volatile t = transfer_create(req);
+
+	PG_TRY();
+	{
+		CURLcode	rc = curl_easy_perform(t->h);
+
+		transfer_result(t, rc, resp);
 	}
 	PG_FINALLY();
 	{
-		if (headers)
-			curl_slist_free_all(headers);
-		if (h)
-			curl_easy_cleanup(h);
-		free(body.data);
+		transfer_free(t);
 	}
 	PG_END_TRY();
 
-	INSTR_TIME_SET_CURRENT(elapsed);
-	INSTR_TIME_SUBTRACT(elapsed, start);
-	resp->elapsed_ms = INSTR_TIME_GET_MILLISEC(elapsed);
-
 	if (resp->failure == TOSS_HTTP_INTERRUPTED)
 		CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * ---- concurrent requests (curl multi) ----
+ *
+ * A batch owns its transfers; a reset callback on the memory context that
+ * was current at creation destroys every transfer still running, so an
+ * ERROR anywhere in the caller cannot leak a handle or a socket.
+ */
+struct TossHttpBatch
+{
+	CURLM	   *multi;
+	dlist_head	transfers;
+	int			running;
+	MemoryContextCallback cb;
+};
+
+static void
+batch_destroy(void *arg)
+{
+	TossHttpBatch *b = (TossHttpBatch *) arg;
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &b->transfers)
+	{
+		Transfer   *t = dlist_container(Transfer, node, it.cur);
+
+		dlist_delete(&t->node);
+		if (b->multi)
+			curl_multi_remove_handle(b->multi, t->h);
+		transfer_free(t);
+	}
+	if (b->multi)
+		curl_multi_cleanup(b->multi);
+	b->multi = NULL;
+	b->running = 0;
+}
+
+TossHttpBatch *
+toss_http_batch_create(int max_connections)
+{
+	TossHttpBatch *b = palloc0(sizeof(TossHttpBatch));
+
+	ensure_curl();
+	dlist_init(&b->transfers);
+	b->multi = curl_multi_init();
+	if (b->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a curl multi handle")));
+	curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+	curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections);
+	b->cb.func = batch_destroy;
+	b->cb.arg = b;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &b->cb);
+	return b;
+}
+
+void
+toss_http_batch_add(TossHttpBatch *b, const TossHttpRequest *req, void *tag)
+{
+	Transfer   *t = transfer_create(req);
+
+	t->tag = tag;
+	dlist_push_tail(&b->transfers, &t->node);
+	if (curl_multi_add_handle(b->multi, t->h) != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not add a toss request to the batch")));
+	b->running++;
+}
+
+int
+toss_http_batch_running(TossHttpBatch *b)
+{
+	return b->running;
+}
+
+/*
+ * Wait up to timeout_ms for one transfer to finish.  Returns true with *tag
+ * and *resp (body palloc'd in the current context) when one did.  Checks for
+ * interrupts at least every 100 ms.
+ */
+bool
+toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag, TossHttpResponse *resp)
+{
+	instr_time	start,
+				now;
+
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		int			left;
+		int			still;
+		CURLMsg    *m;
+
+		curl_multi_perform(b->multi, &still);
+		while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
+		{
+			Transfer   *t;
+
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+			curl_multi_remove_handle(b->multi, t->h);
+			dlist_delete(&t->node);
+			b->running--;
+			PG_TRY();
+			{
+				transfer_result(t, m->data.result, resp);
+			}
+			PG_FINALLY();
+			{
+				*tag = t->tag;
+				transfer_free(t);
+			}
+			PG_END_TRY();
+			if (resp->failure == TOSS_HTTP_INTERRUPTED)
+				CHECK_FOR_INTERRUPTS();
+			return true;
+		}
+		CHECK_FOR_INTERRUPTS();
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		if (b->running == 0 || INSTR_TIME_GET_MILLISEC(now) >= timeout_ms)
+			return false;
+		curl_multi_poll(b->multi, NULL, 0,
+						Min(100, timeout_ms - (int) INSTR_TIME_GET_MILLISEC(now)) + 1, NULL);
+	}
 }
 
 /*

@@ -38,6 +38,14 @@ typedef struct TossHttpResponse
 #define TOSS_HTTP_MAX_RESPONSE_BYTES (16 * 1024 * 1024)
 
 extern void toss_http_perform(const TossHttpRequest *req, TossHttpResponse *resp);
+
+typedef struct TossHttpBatch TossHttpBatch;
+
+extern TossHttpBatch *toss_http_batch_create(int max_connections);
+extern void toss_http_batch_add(TossHttpBatch *b, const TossHttpRequest *req, void *tag);
+extern int	toss_http_batch_running(TossHttpBatch *b);
+extern bool toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag,
+								 TossHttpResponse *resp);
 extern char *toss_url_escape_segment(const char *segment);
 extern const char *toss_http_failure_name(TossHttpFailure failure);
 

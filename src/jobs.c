@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "charge.h"
 #include "crypto.h"
 #include "errors.h"
 #include "storage.h"
@@ -55,53 +56,16 @@ set_error(TossJobResult *r, int sqlerrcode, char *message, char *detail, char *h
 	r->hint = hint;
 }
 
-static const char *
-class_message(TossErrorClass cls, bool charge)
-{
-	switch (cls)
-	{
-		case TOSS_CLASS_CARD_DECLINED:
-			return charge ? "toss declined the charge" : "toss declined the card";
-		case TOSS_CLASS_CONFIGURATION:
-			return "toss rejected the merchant configuration";
-		case TOSS_CLASS_TRANSIENT:
-			return "toss could not process the request at this time";
-		case TOSS_CLASS_NOT_FOUND:
-			return charge ? "toss does not know this billing key or payment" : "toss does not know this auth key";
-		case TOSS_CLASS_INVALID_REQUEST:
-			return "toss rejected the request as invalid";
-		case TOSS_CLASS_OUTCOME_UNKNOWN:
-			return "the outcome of the toss call is unknown";
-		case TOSS_CLASS_ALREADY_PROCESSED:
-			return "toss has already processed this order";
-	}
-	return "toss returned an error";
-}
-
 /* A definitive Toss error reply as a job error. */
 static void
 set_toss_error(TossJobResult *r, const TossReply *reply, bool charge)
 {
 	TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
 
-	set_error(r, toss_class_sqlstate(cls), pstrdup(class_message(cls, charge)),
+	set_error(r, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, charge)),
 			  psprintf("Toss answered HTTP %ld with code %s: %s", reply->http.status,
 					   reply->code, reply->message ? reply->message : ""),
 			  NULL);
-}
-
-/* Describe a reply that settled nothing, for the ledger and errdetail. */
-static char *
-describe_ambiguous(const TossReply *reply)
-{
-	if (reply->http.failure != TOSS_HTTP_OK)
-		return psprintf("%s after %.0f ms: %s",
-						toss_http_failure_name(reply->http.failure),
-						reply->http.elapsed_ms, reply->http.error);
-	if (reply->is_error)
-		return psprintf("HTTP %ld with code %s: %s", reply->http.status, reply->code,
-						reply->message ? reply->message : "");
-	return psprintf("HTTP %ld with a body that is not a Toss response", reply->http.status);
 }
 
 /* ---------------------------------------------------------------- issue */
@@ -186,7 +150,7 @@ job_issue(const TossJob *job, TossJobResult *result)
 	}
 	else
 	{
-		char	   *what = describe_ambiguous(&reply);
+		char	   *what = toss_describe_reply(&reply);
 
 		toss_store_issue_failure(row_id, "unknown", NULL, what);
 		MemoryContextSwitchTo(job_cxt);
@@ -201,146 +165,8 @@ job_issue(const TossJob *job, TossJobResult *result)
 
 /* --------------------------------------------------------------- charge */
 
-static char *
-charge_body(const TossJob *job)
-{
-	TossJsonField fields[] = {
-		{"customerKey", TOSS_JSON_STRING, job->customer_key},
-		{"amount", TOSS_JSON_INT64, NULL, job->amount},
-		{"orderId", TOSS_JSON_STRING, job->order_id},
-		{"orderName", TOSS_JSON_STRING, job->order_name},
-		{"customerEmail", TOSS_JSON_STRING, job->has_customer_email ? job->customer_email : NULL},
-		{"customerName", TOSS_JSON_STRING, job->has_customer_name ? job->customer_name : NULL},
-		{"taxFreeAmount", TOSS_JSON_INT64, NULL, job->tax_free_amount},
-	};
-
-	return toss_json_build(fields, lengthof(fields));
-}
-
-/* The decision about one charge attempt. */
-typedef struct ChargeVerdict
-{
-	TossChargeOutcome outcome;
-	const TossReply *payment;	/* the reply holding the Payment, if any */
-	const TossReply *error;		/* the reply holding a definitive error */
-	char	   *ambiguity;		/* why the outcome is unknown */
-	bool		taken;			/* the order id belongs to another payment */
-} ChargeVerdict;
-
-/* Judge a reply that carries a Payment object. */
 static void
-judge_payment(const TossReply *reply, ChargeVerdict *v)
-{
-	char	   *status = toss_json_text(reply->doc, "status");
-
-	v->payment = reply;
-	v->outcome.http_status = reply->http.status;
-	v->outcome.payment_json = reply->http.body;
-	if (status && strcmp(status, "DONE") == 0)
-		v->outcome.state = "done";
-	else if (status && (strcmp(status, "ABORTED") == 0 || strcmp(status, "EXPIRED") == 0))
-	{
-		char	   *code = toss_json_text(reply->doc, "failure.code");
-
-		v->outcome.state = "failed";
-		v->outcome.failure_class = toss_class_name(toss_classify_code(code, 400));
-	}
-	else
-	{
-		v->outcome.state = "unknown";
-		v->ambiguity = psprintf("Toss reports the payment in status %s", status ? status : "(none)");
-	}
-}
-
-/*
- * Settle an ambiguous charge by looking the order up, never by posting it
- * again.  toss_said_failed: Toss answered with an error (e.g. a 5xx), so an
- * absent payment means it was not made.
- */
-static void
-resolve_by_order(const TossEndpoint *ep, const TossJob *job,
-				 const TossReply *first, bool toss_said_failed,
-				 TossReply *lookup, ChargeVerdict *v)
-{
-	int64		found_amount = 0;
-
-	toss_api_payment_by_order(ep, job->order_id, lookup);
-	if (toss_reply_ok(lookup) && toss_json_text(lookup->doc, "paymentKey") != NULL)
-	{
-		/* a payment under our order id but not of our amount is not ours */
-		if (toss_json_int64(lookup->doc, "totalAmount", &found_amount) &&
-			found_amount != job->amount)
-		{
-			v->outcome.state = "failed";
-			v->outcome.http_status = first->http.status;
-			v->outcome.failure_class = toss_class_name(TOSS_CLASS_ALREADY_PROCESSED);
-			v->outcome.failure_code = first->code ? first->code : "ORDER_ID_TAKEN";
-			v->outcome.failure_message =
-				psprintf("Toss holds another payment of " INT64_FORMAT " KRW under this order id.",
-						 found_amount);
-			v->taken = true;
-			return;
-		}
-		judge_payment(lookup, v);
-		return;
-	}
-	if (toss_said_failed && lookup->is_error &&
-		strcmp(lookup->code, "NOT_FOUND_PAYMENT") == 0)
-	{
-		v->error = first;
-		v->outcome.state = "failed";
-		v->outcome.http_status = first->http.status;
-		v->outcome.failure_class = toss_class_name(toss_classify_code(first->code, first->http.status));
-		v->outcome.failure_code = first->code;
-		v->outcome.failure_message = first->message;
-		return;
-	}
-	v->outcome.state = "unknown";
-	v->outcome.http_status = first->http.status;
-	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-	v->ambiguity = psprintf("%s; the lookup by order id gave %s",
-							describe_ambiguous(first), describe_ambiguous(lookup));
-	v->outcome.failure_message = v->ambiguity;
-}
-
-static void
-judge_charge(const TossEndpoint *ep, const TossJob *job, const TossReply *reply,
-			 TossReply *lookup, ChargeVerdict *v)
-{
-	memset(v, 0, sizeof(*v));
-	if (toss_reply_ok(reply) && toss_json_text(reply->doc, "paymentKey") != NULL)
-		judge_payment(reply, v);
-	else if (reply->is_error)
-	{
-		TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
-		bool		settled = reply->http.status < 500 &&
-			cls != TOSS_CLASS_OUTCOME_UNKNOWN && cls != TOSS_CLASS_ALREADY_PROCESSED;
-
-		if (settled)
-		{
-			v->error = reply;
-			v->outcome.state = "failed";
-			v->outcome.http_status = reply->http.status;
-			v->outcome.failure_class = toss_class_name(cls);
-			v->outcome.failure_code = reply->code;
-			v->outcome.failure_message = reply->message;
-		}
-		else
-			resolve_by_order(ep, job, reply, reply->http.status >= 500, lookup, v);
-	}
-	else if (reply->http.failure == TOSS_HTTP_NOT_SENT)
-	{
-		v->outcome.state = "failed";
-		v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
-		v->outcome.failure_code = "CONNECTION_FAILED";
-		v->outcome.failure_message = describe_ambiguous(reply);
-	}
-	else
-		resolve_by_order(ep, job, reply, false, lookup, v);
-}
-
-static void
-charge_result(const ChargeVerdict *v, const char *order_id, TossJobResult *result)
+charge_result(const TossChargeVerdict *v, const char *order_id, TossJobResult *result)
 {
 	if (strcmp(v->outcome.state, "done") == 0)
 	{
@@ -352,7 +178,7 @@ charge_result(const ChargeVerdict *v, const char *order_id, TossJobResult *resul
 		set_toss_error(result, v->error, true);
 	else if (v->taken)
 		set_error(result, ERRCODE_TOSS_ALREADY_PROCESSED,
-				  pstrdup(class_message(TOSS_CLASS_ALREADY_PROCESSED, true)),
+				  pstrdup(toss_class_message(TOSS_CLASS_ALREADY_PROCESSED, true)),
 				  psprintf("Order %s is already used at Toss by a payment this attempt did not make. %s",
 						   order_id, v->outcome.failure_message),
 				  pstrdup("Use a new order id; nothing was charged by this attempt."));
@@ -362,7 +188,7 @@ charge_result(const ChargeVerdict *v, const char *order_id, TossJobResult *resul
 		char	   *msg = toss_json_text(v->payment->doc, "failure.message");
 		TossErrorClass cls = toss_classify_code(code, 400);
 
-		set_error(result, toss_class_sqlstate(cls), pstrdup(class_message(cls, true)),
+		set_error(result, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, true)),
 				  psprintf("Toss reports the payment for order %s as failed with code %s: %s",
 						   order_id, code ? code : "(none)", msg ? msg : ""), NULL);
 	}
@@ -392,8 +218,17 @@ job_charge(const TossJob *job, TossJobResult *result)
 	TossEndpoint ep;
 	TossReply	reply,
 				lookup;
-	ChargeVerdict verdict;
-	char	   *body = charge_body(job);
+	TossChargeVerdict verdict;
+	TossChargeRequest creq = {
+		.customer_key = job->customer_key,
+		.amount = job->amount,
+		.tax_free_amount = job->tax_free_amount,
+		.order_id = job->order_id,
+		.order_name = job->order_name,
+		.customer_email = job->has_customer_email ? job->customer_email : NULL,
+		.customer_name = job->has_customer_name ? job->customer_name : NULL,
+	};
+	char	   *body = toss_charge_body(&creq);
 
 	/* intent: resolve key and secret first, so nothing is recorded on failure */
 	begin_tx();
@@ -416,7 +251,7 @@ job_charge(const TossJob *job, TossJobResult *result)
 	fill_endpoint(job, &ep, auth);
 	toss_api_charge(&ep, intent.idempotency_key, billing_key, body, &reply);
 	toss_wipe_string(billing_key);
-	judge_charge(&ep, job, &reply, &lookup, &verdict);
+	toss_judge_charge(&ep, job->order_id, job->amount, &reply, &lookup, &verdict);
 	toss_wipe_string(auth);
 
 	begin_tx();

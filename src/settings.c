@@ -27,6 +27,8 @@ int			toss_connect_timeout_ms = 5000;
 int			toss_timeout_ms = 65000;
 char	   *toss_secret_key_file = NULL;
 char	   *toss_root_key_file = NULL;
+int			toss_max_concurrency = 16;
+int			toss_max_requests_per_second = 0;
 
 static bool
 is_loopback_host(const char *host, size_t len)
@@ -140,6 +142,22 @@ toss_define_settings(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.max_concurrency",
+							"Most Toss calls the runner keeps in flight at once.",
+							NULL,
+							&toss_max_concurrency,
+							16, 1, 1024,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.max_requests_per_second",
+							"Most Toss calls the runner starts per second (0: no limit).",
+							"The runner also backs off by itself on HTTP 429 and FORBIDDEN_CONSECUTIVE_REQUEST.",
+							&toss_max_requests_per_second,
+							0, 0, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("toss_billing");
 }

@@ -9,6 +9,8 @@ extern int	toss_connect_timeout_ms;
 extern int	toss_timeout_ms;
 extern char *toss_secret_key_file;
 extern char *toss_root_key_file;
+extern int	toss_max_concurrency;
+extern int	toss_max_requests_per_second;
 
 #define TOSS_MERCHANT_MAXLEN 63
 #define TOSS_API_URL_MAXLEN 1024

@@ -24,6 +24,16 @@ call(const TossEndpoint *ep, const char *method, const char *url,
 
 	memset(reply, 0, sizeof(*reply));
 	toss_http_perform(&req, &reply->http);
+	toss_reply_read(reply);
+}
+
+/* Parse reply->http (already filled) into the document and error fields. */
+void
+toss_reply_read(TossReply *reply)
+{
+	reply->doc = NULL;
+	reply->is_error = false;
+	reply->code = reply->message = NULL;
 	if (reply->http.failure != TOSS_HTTP_OK)
 		return;
 	reply->doc = toss_json_parse(reply->http.body, reply->http.body_len);
@@ -63,17 +73,41 @@ toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
 	call(ep, "POST", url, idempotency_key, body, reply);
 }
 
-void
-toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
-				const char *billing_key, const char *body, TossReply *reply)
+/* The charge URL; it contains the billing key, so callers wipe it after use. */
+char *
+toss_api_charge_url(const TossEndpoint *ep, const char *billing_key)
 {
 	char	   *seg = toss_url_escape_segment(billing_key);
 	char	   *url = psprintf("%s/v1/billing/%s", ep->api_url, seg);
 
-	call(ep, "POST", url, idempotency_key, body, reply);
 	explicit_bzero(seg, strlen(seg));
-	explicit_bzero(url, strlen(url));
 	pfree(seg);
+	return url;
+}
+
+/* The charge request, ready for toss_http_perform or a batch. */
+void
+toss_api_charge_request(const TossEndpoint *ep, const char *url,
+						const char *idempotency_key, const char *body,
+						TossHttpRequest *req)
+{
+	req->method = "POST";
+	req->url = url;
+	req->authorization = ep->authorization;
+	req->idempotency_key = idempotency_key;
+	req->body = body;
+	req->connect_timeout_ms = ep->connect_timeout_ms;
+	req->timeout_ms = ep->timeout_ms;
+}
+
+void
+toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
+				const char *billing_key, const char *body, TossReply *reply)
+{
+	char	   *url = toss_api_charge_url(ep, billing_key);
+
+	call(ep, "POST", url, idempotency_key, body, reply);
+	explicit_bzero(url, strlen(url));
 	pfree(url);
 }
 

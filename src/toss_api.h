@@ -35,5 +35,10 @@ extern void toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
 extern void toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
 									  TossReply *reply);
 extern bool toss_reply_ok(const TossReply *reply);
+extern void toss_reply_read(TossReply *reply);
+extern char *toss_api_charge_url(const TossEndpoint *ep, const char *billing_key);
+extern void toss_api_charge_request(const TossEndpoint *ep, const char *url,
+									const char *idempotency_key, const char *body,
+									TossHttpRequest *req);
 
 #endif

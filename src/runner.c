@@ -1,0 +1,535 @@
+/*
+ * runner.c — CALL toss_billing.run_due(): charges every due subscription
+ * period, many Toss calls at once.
+ *
+ * Transactions: run_due is a procedure and must be CALLed outside a
+ * transaction block; it commits its own transactions through non-atomic SPI.
+ * A claim transaction (toss_billing._claim_due) records each attempt as
+ * in_flight with its Idempotency-Key and commits BEFORE the HTTP call; an
+ * outcome transaction (toss_billing._record_outcomes) records a batch of
+ * results AFTER them.  Several runners may run at once: claims use
+ * FOR UPDATE SKIP LOCKED and a unique index allows one live attempt per
+ * subscription period.  No lock is held across HTTP calls.
+ *
+ * Concurrency: up to toss_billing.max_concurrency calls in flight on one
+ * curl multi handle, started at most toss_billing.max_requests_per_second,
+ * pausing with a growing backoff on HTTP 429 / FORBIDDEN_CONSECUTIVE_REQUEST.
+ *
+ * Memory: each claimed attempt has its own memory context, deleted once its
+ * outcome is committed, so memory stays flat however many charges a run
+ * makes.  The curl handles belong to the run's context and are released by
+ * its reset callback on any error.  Billing keys are decrypted only to build
+ * the request URL, and wiped once curl has copied it.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "charge.h"
+#include "crypto.h"
+#include "errors.h"
+#include "settings.h"
+
+PG_FUNCTION_INFO_V1(toss_run_due);
+
+#define FLUSH_EVERY 256			/* outcomes per outcome transaction */
+#define FLUSH_AFTER_MS 200		/* ... or after this long */
+#define BACKOFF_START_MS 1000
+#define BACKOFF_MAX_MS 30000
+
+/* One claimed attempt, from claim to committed outcome. */
+typedef struct RunItem
+{
+	MemoryContext cxt;
+	int64		payment_id;
+	char	   *order_id;
+	int64		amount;
+	char	   *idempotency_key;
+	const char *authorization;	/* shared per merchant */
+	char	   *url;			/* holds the billing key until sent */
+	char	   *body;			/* must live until the transfer ends */
+	TossReply	reply;
+	TossReply	lookup;
+	TossChargeVerdict verdict;
+	dlist_node	node;
+} RunItem;
+
+typedef struct MerchantAuth
+{
+	char	   *merchant;
+	char	   *authorization;
+} MerchantAuth;
+
+typedef struct Runner
+{
+	MemoryContext cxt;
+	MemoryContextCallback wipe_cb;
+	TossEndpoint ep;
+	TossHttpBatch *batch;
+	dlist_head queue;			/* claimed, not yet sent */
+	int			queued;
+	RunItem   **finished;		/* judged, outcome not yet committed */
+	int			nfinished;
+	List	   *auths;			/* MerchantAuth, read once per run */
+	int			max_concurrency;
+	int			max_per_second;
+	double		tokens;
+	double		last_refill;	/* seconds, monotonic */
+	double		backoff_until;
+	int			backoff_ms;
+	double		started;
+	double		last_flush;
+	double		budget_ms;
+	int			max_charges;
+	bool		exhausted;		/* nothing more is due */
+	int64		claimed,
+				done,
+				failed,
+				unknown,
+				throttled;
+} Runner;
+
+/* Monotonic seconds. */
+static double
+now_s(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return INSTR_TIME_GET_DOUBLE(t);
+}
+
+static double
+ms_since(double since)
+{
+	return (now_s() - since) * 1000.0;
+}
+
+static void
+wipe_auths(void *arg)
+{
+	Runner	   *r = (Runner *) arg;
+	ListCell   *lc;
+
+	foreach(lc, r->auths)
+		toss_wipe_string(((MerchantAuth *) lfirst(lc))->authorization);
+}
+
+/* The authorization header of a merchant, read from the key file once per run. */
+static const char *
+merchant_auth(Runner *r, const char *merchant)
+{
+	ListCell   *lc;
+	MerchantAuth *a;
+	MemoryContext old;
+
+	foreach(lc, r->auths)
+	{
+		a = lfirst(lc);
+		if (strcmp(a->merchant, merchant) == 0)
+			return a->authorization;
+	}
+	old = MemoryContextSwitchTo(r->cxt);
+	a = palloc(sizeof(MerchantAuth));
+	a->merchant = pstrdup(merchant);
+	a->authorization = toss_authorization_header(merchant);
+	r->auths = lappend(r->auths, a);
+	MemoryContextSwitchTo(old);
+	return a->authorization;
+}
+
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tup, desc, col);
+}
+
+static int64
+col_int8(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* Build one item from a claimed row: decrypt, URL, body. */
+static RunItem *
+make_item(Runner *r, HeapTuple tup, TupleDesc desc)
+{
+	MemoryContext cxt = AllocSetContextCreate(r->cxt, "toss_billing run item",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	RunItem    *it = palloc0(sizeof(RunItem));
+	TossChargeRequest req;
+	bool		isnull;
+	bytea	   *sealed;
+	char	   *billing_key;
+
+	it->cxt = cxt;
+	it->payment_id = col_int8(tup, desc, 1);
+	it->order_id = col_text(tup, desc, 2);
+	it->idempotency_key = col_text(tup, desc, 3);
+	it->amount = col_int8(tup, desc, 5);
+	req.customer_key = col_text(tup, desc, 4);
+	req.amount = it->amount;
+	req.tax_free_amount = col_int8(tup, desc, 6);
+	req.order_id = it->order_id;
+	req.order_name = col_text(tup, desc, 7);
+	req.customer_email = col_text(tup, desc, 8);
+	req.customer_name = col_text(tup, desc, 9);
+	it->body = toss_charge_body(&req);
+	it->authorization = merchant_auth(r, col_text(tup, desc, 11));
+	sealed = DatumGetByteaPP(SPI_getbinval(tup, desc, 12, &isnull));
+	if (isnull)
+		elog(ERROR, "claimed payment " INT64_FORMAT " has no sealed billing key", it->payment_id);
+	billing_key = toss_decrypt_billing_key(sealed, col_int8(tup, desc, 10));
+	it->url = toss_api_charge_url(&r->ep, billing_key);
+	toss_wipe_string(billing_key);
+	MemoryContextSwitchTo(old);
+	return it;
+}
+
+/*
+ * Claim up to n due periods and commit the intents.  Everything that can
+ * fail (decryption, the secret key file) happens before the commit, so a
+ * failed claim records nothing.
+ */
+static void
+claim(Runner *r, int n)
+{
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(n);
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
+							   "tax_free_amount, order_name, customer_email, customer_name, "
+							   "billing_key_id, merchant, encrypted_key "
+							   "FROM toss_billing._claim_due($1)",
+							   1, &argtype, &arg, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "toss_billing._claim_due failed: %d", rc);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		RunItem    *it = make_item(r, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+
+		dlist_push_tail(&r->queue, &it->node);
+		r->queued++;
+	}
+	r->claimed += SPI_processed;
+	if (SPI_processed < (uint64) n)
+		r->exhausted = true;
+	SPI_commit();
+}
+
+/* Token bucket: may another call start now? */
+static bool
+may_start(Runner *r)
+{
+	double		now = now_s();
+
+	if (now < r->backoff_until)
+		return false;
+	if (r->max_per_second <= 0)
+		return true;
+	r->tokens = Min((double) r->max_per_second,
+					r->tokens + (now - r->last_refill) * r->max_per_second);
+	r->last_refill = now;
+	if (r->tokens < 1.0)
+		return false;
+	r->tokens -= 1.0;
+	return true;
+}
+
+static void
+send_queued(Runner *r)
+{
+	while (r->queued > 0 &&
+		   toss_http_batch_running(r->batch) < r->max_concurrency &&
+		   may_start(r))
+	{
+		RunItem    *it = dlist_container(RunItem, node, dlist_pop_head_node(&r->queue));
+		TossEndpoint ep = r->ep;
+		TossHttpRequest req;
+
+		r->queued--;
+		ep.authorization = it->authorization;
+		toss_api_charge_request(&ep, it->url, it->idempotency_key, it->body, &req);
+		toss_http_batch_add(r->batch, &req, it);
+		/* curl keeps its own copy of the URL */
+		toss_wipe_string(it->url);
+	}
+}
+
+static bool
+is_throttle(const TossReply *reply)
+{
+	return reply->http.failure == TOSS_HTTP_OK &&
+		(reply->http.status == 429 ||
+		 (reply->code && strcmp(reply->code, "FORBIDDEN_CONSECUTIVE_REQUEST") == 0));
+}
+
+static void
+note_throttle(Runner *r, bool throttled)
+{
+	if (!throttled)
+	{
+		r->backoff_ms = 0;
+		return;
+	}
+	r->throttled++;
+	r->backoff_ms = r->backoff_ms == 0 ? BACKOFF_START_MS : Min(r->backoff_ms * 2, BACKOFF_MAX_MS);
+	r->backoff_until = now_s() + r->backoff_ms / 1000.0;
+}
+
+/* Judge finished calls; wait up to wait_ms for the first one. */
+static void
+collect(Runner *r, int wait_ms)
+{
+	void	   *tag;
+	TossHttpResponse resp;
+
+	while (toss_http_batch_next(r->batch, wait_ms, &tag, &resp))
+	{
+		RunItem    *it = (RunItem *) tag;
+		MemoryContext old = MemoryContextSwitchTo(it->cxt);
+		TossEndpoint ep = r->ep;
+
+		it->reply.http = resp;
+		it->reply.http.body = pstrdup(resp.body);
+		pfree(resp.body);
+		toss_reply_read(&it->reply);
+		note_throttle(r, is_throttle(&it->reply));
+		ep.authorization = it->authorization;
+		toss_judge_charge(&ep, it->order_id, it->amount, &it->reply, &it->lookup, &it->verdict);
+		MemoryContextSwitchTo(old);
+		r->finished[r->nfinished++] = it;
+		wait_ms = 0;
+	}
+}
+
+static Datum
+text_array(Datum *elems, bool *nulls, int n)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+cstring_text_array(const char **vals, int n, MemoryContext cxt)
+{
+	Datum	   *elems = MemoryContextAllocZero(cxt, sizeof(Datum) * n);
+	bool	   *nulls = MemoryContextAllocZero(cxt, sizeof(bool) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = vals[i] == NULL;
+		if (!nulls[i])
+			elems[i] = CStringGetTextDatum(vals[i]);
+	}
+	return text_array(elems, nulls, n);
+}
+
+/* Commit the finished outcomes in one transaction and free their items. */
+static void
+flush(Runner *r)
+{
+	int			n = r->nfinished;
+	MemoryContext tmp;
+	MemoryContext old;
+	Datum	   *ids,
+			   *statuses;
+	const char **states,
+			  **classes,
+			  **codes,
+			  **messages,
+			  **responses;
+	Oid			types[7] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[7];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			rc;
+
+	r->last_flush = now_s();
+	if (n == 0)
+		return;
+	tmp = AllocSetContextCreate(r->cxt, "toss_billing flush", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	ids = palloc(sizeof(Datum) * n);
+	statuses = palloc(sizeof(Datum) * n);
+	states = palloc(sizeof(char *) * n);
+	classes = palloc(sizeof(char *) * n);
+	codes = palloc(sizeof(char *) * n);
+	messages = palloc(sizeof(char *) * n);
+	responses = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		const TossChargeOutcome *o = &r->finished[i]->verdict.outcome;
+
+		ids[i] = Int64GetDatum(r->finished[i]->payment_id);
+		statuses[i] = Int32GetDatum((int32) o->http_status);
+		states[i] = o->state;
+		classes[i] = o->failure_class;
+		codes[i] = o->failure_code;
+		messages[i] = o->failure_message;
+		responses[i] = o->payment_json;
+		if (strcmp(o->state, "done") == 0)
+			r->done++;
+		else if (strcmp(o->state, "failed") == 0)
+			r->failed++;
+		else
+			r->unknown++;
+	}
+	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = cstring_text_array(states, n, tmp);
+	values[2] = PointerGetDatum(construct_md_array(statuses, NULL, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = cstring_text_array(classes, n, tmp);
+	values[4] = cstring_text_array(codes, n, tmp);
+	values[5] = cstring_text_array(messages, n, tmp);
+	values[6] = cstring_text_array(responses, n, tmp);
+	rc = SPI_execute_with_args("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::jsonb[])",
+							   7, types, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "toss_billing._record_outcomes failed: %d", rc);
+	MemoryContextSwitchTo(old);
+	SPI_commit();
+	/* a paid period can make the next one due at once (catching up) */
+	r->exhausted = false;
+
+	for (int i = 0; i < n; i++)
+		MemoryContextDelete(r->finished[i]->cxt);
+	MemoryContextDelete(tmp);
+	r->nfinished = 0;
+}
+
+static void
+check_call_context(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("toss_billing.run_due() must be called with CALL outside a transaction block"),
+				 errdetail("It commits each attempt before its Toss call and each outcome after it.")));
+}
+
+static void
+init_runner(Runner *r, int max_charges, double budget_ms)
+{
+	memset(r, 0, sizeof(*r));
+	r->cxt = AllocSetContextCreate(CurrentMemoryContext, "toss_billing run_due",
+								   ALLOCSET_DEFAULT_SIZES);
+	r->wipe_cb.func = wipe_auths;
+	r->wipe_cb.arg = r;
+	MemoryContextRegisterResetCallback(r->cxt, &r->wipe_cb);
+	r->ep.api_url = MemoryContextStrdup(r->cxt, toss_api_url);
+	if (r->ep.api_url[0] && r->ep.api_url[strlen(r->ep.api_url) - 1] == '/')
+		((char *) r->ep.api_url)[strlen(r->ep.api_url) - 1] = '\0';
+	r->ep.connect_timeout_ms = toss_connect_timeout_ms;
+	r->ep.timeout_ms = toss_timeout_ms;
+	r->max_concurrency = toss_max_concurrency;
+	r->max_per_second = toss_max_requests_per_second;
+	r->tokens = Min(r->max_per_second, 1);
+	r->last_refill = r->started = r->last_flush = now_s();
+	r->budget_ms = budget_ms;
+	r->max_charges = max_charges;
+	dlist_init(&r->queue);
+	r->finished = MemoryContextAlloc(r->cxt, sizeof(RunItem *) * 4 * (r->max_concurrency + FLUSH_EVERY));
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+		r->batch = toss_http_batch_create(r->max_concurrency);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* The pipeline: claim ahead, keep max_concurrency calls running, flush in batches. */
+static void
+run(Runner *r)
+{
+	for (;;)
+	{
+		int			running = toss_http_batch_running(r->batch);
+		int			room = 2 * r->max_concurrency - r->queued - running;
+		bool		in_time = ms_since(r->started) < r->budget_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!r->exhausted && in_time && room >= r->max_concurrency / 2 + 1 &&
+			r->claimed < r->max_charges)
+			claim(r, Min(room, r->max_charges - (int) r->claimed));
+		send_queued(r);
+		running = toss_http_batch_running(r->batch);
+		if (running == 0 && r->queued == 0 && (r->exhausted || !in_time ||
+											   r->claimed >= r->max_charges))
+			break;
+		collect(r, running > 0 ? 20 : 5);
+		if (r->nfinished >= FLUSH_EVERY ||
+			(r->nfinished > 0 && ms_since(r->last_flush) >= FLUSH_AFTER_MS))
+			flush(r);
+	}
+	flush(r);
+}
+
+static double
+interval_ms(Interval *iv)
+{
+	return (iv->time / 1000.0) +
+		(iv->day + iv->month * (double) DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0;
+}
+
+/*
+ * CALL toss_billing.run_due(max_charges, time_budget)
+ *   -> (claimed, done, failed, unknown, throttled, elapsed_ms)
+ */
+Datum
+toss_run_due(PG_FUNCTION_ARGS)
+{
+	int			max_charges = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
+	double		budget_ms = PG_ARGISNULL(1) ? 50000.0 : interval_ms(PG_GETARG_INTERVAL_P(1));
+	Runner		r;
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {0};
+	HeapTuple	result;
+
+	check_call_context(fcinfo);
+	if (max_charges < 0 || budget_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_charges and time_budget must not be negative")));
+	toss_require_root_key();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "run_due must return a composite type");
+	tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	init_runner(&r, max_charges, budget_ms);
+	run(&r);
+
+	values[0] = Int64GetDatum(r.claimed);
+	values[1] = Int64GetDatum(r.done);
+	values[2] = Int64GetDatum(r.failed);
+	values[3] = Int64GetDatum(r.unknown);
+	values[4] = Int64GetDatum(r.throttled);
+	values[5] = Float8GetDatum(ms_since(r.started));
+	MemoryContextDelete(r.cxt);
+	SPI_finish();
+	result = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
