@@ -1,12 +1,15 @@
 // Owns the admin/inspection API under /__emulator/ (no auth, JSON): reset,
-// the auth-key shortcut, fault management, the request log, the payment list,
-// the exactly-once ledger, the emulator clock, and Toss-side billing-key removal.
+// settings, the auth-key shortcut, fault management, the request log, the
+// payment list, the exactly-once ledger, the emulator clock, card-company
+// billing-key removal (BILLING_DELETED), webhook deliveries and load stats.
 'use strict';
 
 const { classifyKey, merchantOf } = require('./auth');
 const { parseFault } = require('./faults');
 const cards = require('./cards');
 const clock = require('./clock');
+const { checkPatch, applyStartup } = require('./config');
+const { cardCompanyDelete } = require('./toss');
 const { json } = require('./http');
 
 function bad(message, status = 400, code = 'INVALID_ADMIN_REQUEST') {
@@ -38,7 +41,7 @@ function createAuthKey(state, b) {
   return json(200, { authKey: made.authKey, customerKey: b.customerKey });
 }
 
-function clockOp(b) {
+function clockOp(state, b) {
   if (!b || typeof b !== 'object') return bad('body must be a JSON object');
   if (b.advanceMs !== undefined) {
     if (!Number.isFinite(b.advanceMs)) return bad('advanceMs must be a number');
@@ -52,6 +55,7 @@ function clockOp(b) {
   } else {
     return bad('give advanceMs, set or reset');
   }
+  state.webhooks.schedule(); // retries are due on the emulator clock
   return clockView();
 }
 
@@ -60,7 +64,8 @@ function clockView() {
   return json(200, { now: new Date(now).toISOString(), kst: clock.kst(now), offsetMs: clock.offset() });
 }
 
-function removeBillingKey(state, seg) {
+/** The card company (or Toss) deletes a billing key: later approvals fail, BILLING_DELETED is sent. */
+function removeBillingKey(state, seg, query, body) {
   let key;
   try {
     key = decodeURIComponent(seg);
@@ -69,17 +74,39 @@ function removeBillingKey(state, seg) {
   }
   const rec = state.store.billingKey(key);
   if (!rec) return bad('no such billing key', 404, 'NOT_FOUND');
-  rec.deleted = true;
-  return json(200, { billingKey: key, deleted: true });
+  const reason = body && typeof body.reason === 'string' ? body.reason : typeof query.reason === 'string' ? query.reason : cards.DEFAULT_DELETE_REASON;
+  if (rec.deleted) return json(200, { billingKey: key, deleted: true, alreadyDeleted: true, webhookId: null });
+  const ev = cardCompanyDelete(state.store, state.webhooks, rec, reason);
+  return json(200, { billingKey: key, deleted: true, alreadyDeleted: false, webhookId: ev.id });
 }
 
 function reset(state) {
   state.store.clear();
   state.idem.clear();
-  state.faults.clear();
   state.log.clear();
+  state.webhooks.clear();
   clock.reset();
+  applyStartup(state);
+  state.stats.maxInFlight = state.stats.inFlight;
   return json(200, { reset: true });
+}
+
+function configView(state) {
+  return json(200, { ...state.config, seed: state.rng.seed });
+}
+
+function configOp(state, b) {
+  const p = checkPatch(b);
+  if (p.error) return bad(p.error);
+  Object.assign(state.config, p.value);
+  if ('seed' in p.value) state.rng.reseed(p.value.seed);
+  if ('rateLimit' in p.value) state.limiter.configure(p.value.rateLimit);
+  return configView(state);
+}
+
+function statsView(state) {
+  const s = state.stats;
+  return json(200, { requests: s.requests, inFlight: s.inFlight, maxInFlight: s.maxInFlight });
 }
 
 /** Dispatch an admin request. Returns a prepared response. */
@@ -107,8 +134,21 @@ function handleAdmin(state, method, rawPath, query, rawBody) {
       case 'GET payments': return json(200, state.store.listPayments(query));
       case 'GET ledger': return json(200, state.store.ledger());
       case 'GET clock': return clockView();
-      case 'POST clock': return clockOp(body);
-      case 'GET info': return json(200, { baseUrl: state.baseUrl, payments: state.store.paymentList.length, billingKeys: state.store.billingKeys.size, faults: state.faults.list.length });
+      case 'POST clock': return clockOp(state, body);
+      case 'GET config': return configView(state);
+      case 'POST config': return configOp(state, body);
+      case 'GET webhooks': return json(200, state.webhooks.describe(query));
+      case 'DELETE webhooks': state.webhooks.clear(); return json(200, { deleted: 'all' });
+      case 'GET stats': return statsView(state);
+      case 'DELETE stats':
+        state.stats.requests = 0;
+        state.stats.maxInFlight = state.stats.inFlight;
+        return statsView(state);
+      case 'GET info': return json(200, {
+        baseUrl: state.baseUrl, payments: state.store.paymentList.length, billingKeys: state.store.billingKeys.size,
+        faults: state.faults.list.length, webhooks: state.webhooks.list.length,
+        inFlight: state.stats.inFlight, maxInFlight: state.stats.maxInFlight,
+      });
       default: break;
     }
   }
@@ -116,7 +156,7 @@ function handleAdmin(state, method, rawPath, query, rawBody) {
     if (method === 'DELETE' && a === 'faults') {
       return state.faults.remove(b) ? json(200, { deleted: b }) : bad(`no fault ${b}`, 404, 'NOT_FOUND');
     }
-    if (method === 'DELETE' && a === 'billing-keys') return removeBillingKey(state, b);
+    if (method === 'DELETE' && a === 'billing-keys') return removeBillingKey(state, b, query, body);
   }
   return bad(`no admin route ${method} ${rawPath}`, 404, 'NOT_FOUND');
 }

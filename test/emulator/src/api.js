@@ -1,14 +1,16 @@
 // Owns the request pipeline of the Toss API (/v1/...): request logging,
-// routing, authentication, TossPayments-Test-Code, Idempotency-Key handling,
-// fault injection, running the handler and writing (or replaying) the
-// response. The order of these steps is documented in README.md.
+// routing, authentication, throttling, TossPayments-Test-Code,
+// Idempotency-Key handling, fault injection (X-Emulator-Fault header or the
+// fault registry, plus the global latency), running the handler and writing,
+// replaying or spoiling the response. The order of these steps is documented
+// in README.md.
 'use strict';
 
 const { tossError, errorBody, languageOf, isKnown, CATALOG } = require('./errors');
 const { authenticate } = require('./auth');
 const { IdempotencyStore, MAX_KEY_LENGTH } = require('./idempotency');
 const { route } = require('./toss');
-const { send, json, decodePath } = require('./http');
+const { json, send, decodePath } = require('./http');
 const effects = require('./effects');
 const clock = require('./clock');
 const ids = require('./ids');
@@ -45,22 +47,32 @@ function queryObject(rawQuery) {
   return rawQuery ? Object.fromEntries(new URLSearchParams(rawQuery)) : {};
 }
 
+/** Global latency from the settings: latencyMs plus a uniform draw in [0, latencyJitterMs]. */
+function globalLatency(state) {
+  const c = state.config;
+  if (!c.latencyMs && !c.latencyJitterMs) return 0;
+  return c.latencyMs + (c.latencyJitterMs ? state.rng.next() * c.latencyJitterMs : 0);
+}
+
 async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   const requestedAt = clock.now();
   const h = req.headers;
   const lang = languageOf(h['accept-language']);
   const body = parseJson(rawBody);
+  const query = queryObject(rawQuery);
   const idemKey = typeof h['idempotency-key'] === 'string' && h['idempotency-key'] !== '' ? h['idempotency-key'] : null;
+  const faultHeader = h['x-emulator-fault'];
   const entry = state.log.add({
-    method: req.method, rawPath, path: decodePath(rawPath), query: queryObject(rawQuery),
+    method: req.method, rawPath, path: decodePath(rawPath), query,
     idempotencyKey: idemKey, acceptLanguage: h['accept-language'] || null,
     testCode: h['tosspayments-test-code'] || null, mId: null,
     body: body === undefined ? null : body, status: null, outcome: null, replayed: false, faultId: null,
     at: new Date(requestedAt).toISOString(),
   });
+  if (faultHeader !== undefined) entry.faultHeader = faultHeader;
   const headers = { 'X-TossPayments-Trace-Id': ids.traceId() };
-  const reply = (resp, outcome = 'response') => {
-    send(res, resp, headers);
+  const reply = (resp, outcome = 'response', extra) => {
+    send(res, resp, extra ? { ...headers, ...extra } : headers);
     entry.status = resp.status;
     entry.outcome = outcome;
   };
@@ -74,8 +86,26 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   const merchant = auth.merchant;
   entry.mId = merchant.mId;
 
+  const limit = state.config.rateLimit;
+  if (limit) {
+    const wait = state.limiter.take(merchant.secretKey);
+    if (wait > 0) {
+      const msg = catalogMessage(limit.code, lang);
+      return reply(json(limit.status, { code: limit.code, message: msg }), 'throttled', { 'Retry-After': String(Math.max(1, Math.ceil(wait))) });
+    }
+  }
+
   const testCode = h['tosspayments-test-code'];
   if (testCode && merchant.mode === 'test') return reply(errorResponse(testCodeError(testCode), lang));
+
+  let headerFault = null;
+  if (typeof faultHeader === 'string') {
+    const parsed = state.faults.fromHeader(faultHeader);
+    if (parsed.error) {
+      return reply(json(400, { code: 'INVALID_EMULATOR_FAULT', message: `X-Emulator-Fault: ${parsed.error}` }));
+    }
+    headerFault = parsed.fault;
+  }
 
   let scope = null;
   let claim = null;
@@ -88,16 +118,19 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   const claimed = claim !== null && claim.state === 'new';
 
   const isObj = body !== null && typeof body === 'object';
-  const fault = state.faults.take({
+  const fault = headerFault || state.faults.take({
     method: req.method, path: entry.path, rawPath,
     orderId: r.params.orderId !== undefined ? r.params.orderId : isObj ? body.orderId : undefined,
     billingKey: r.params.billingKey,
+    paymentKey: r.params.paymentKey,
     customerKey: isObj ? body.customerKey : undefined,
+    mId: merchant.mId,
   });
-  if (fault) {
-    entry.faultId = fault.id;
+  const extraLatency = globalLatency(state);
+  if (fault || extraLatency > 0) {
+    if (fault) entry.faultId = fault.id;
     try {
-      await effects.delay(fault);
+      await effects.delay(fault, state.rng, extraLatency);
     } catch (e) {
       if (claimed) state.idem.abandon(scope);
       throw e;
@@ -120,7 +153,8 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   } else {
     try {
       resp = serialize(r.handler({
-        store: state.store, merchant, body, params: r.params, lang, requestedAt, baseUrl: state.baseUrl,
+        store: state.store, merchant, body, params: r.params, query, lang, requestedAt, baseUrl: state.baseUrl,
+        events: state.webhooks, config: state.config,
       }), lang);
     } catch (e) {
       if (claimed) state.idem.abandon(scope);
@@ -129,13 +163,10 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
     if (claimed) state.idem.complete(scope, resp);
   }
 
-  if (fault && fault.lostResponse) {
-    effects.loseResponse(req);
-    entry.status = resp.status;
-    entry.outcome = 'lostResponse';
-    return undefined;
-  }
-  return reply(resp, entry.replayed ? 'replay' : 'response');
+  const spoiled = effects.deliver(req, res, resp, fault, headers);
+  entry.status = resp.status;
+  entry.outcome = spoiled || (entry.replayed ? 'replay' : 'response');
+  return undefined;
 }
 
 module.exports = { handleApi, catalogMessage };

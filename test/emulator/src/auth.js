@@ -21,9 +21,12 @@ function classifyKey(key) {
   return { kind: 'unknown', mode: null, widget: false };
 }
 
-/** The secret key paired with an API-individual client key: `test_ck_X` → `test_sk_X`. */
+// The public key pair of Toss's documentation and samples: one merchant, with unrelated tails.
+const DOC_PAIRS = new Map([['test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq', 'test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R']]);
+
+/** The secret key paired with an API-individual client key: `test_ck_X` → `test_sk_X` (and the documentation pair). */
 function secretKeyForClientKey(clientKey) {
-  return clientKey.replace(/^(test|live)_ck_/, '$1_sk_');
+  return DOC_PAIRS.get(clientKey) || clientKey.replace(/^(test|live)_ck_/, '$1_sk_');
 }
 
 function merchantOf(secretKey) {

@@ -1,14 +1,16 @@
 // Owns the test-card table (loaded from ../cards.json): card registration
-// rules (number, expiry, birth date), card masking, and what each card does
-// when it is charged.
+// rules (number, expiry, birth date), card masking, what each card does when
+// it is charged, and when the card company deletes its billing key.
 'use strict';
 
 const data = require('../cards.json');
 const { tossError, statusOf } = require('./errors');
 const clock = require('./clock');
 
+const OUTCOMES = ['approve', 'decline', 'failFirst', 'approveThenDelete'];
 const byNumber = new Map();
 for (const c of data.cards) {
+  if (!OUTCOMES.includes(c.charge.outcome)) throw new Error(`cards.json: ${c.number}: unknown outcome ${c.charge.outcome}`);
   if (c.charge.code && statusOf(c.charge.code) !== c.charge.status) {
     throw new Error(`cards.json: ${c.number} ${c.charge.code} status ${c.charge.status} disagrees with the error catalog`);
   }
@@ -100,4 +102,13 @@ function chargeOutcome(card, attempt) {
   return null;
 }
 
-module.exports = { register, chargeOutcome, mask, luhn, defaultCard: data.defaultCard, table: data };
+/** The reason the card company deletes the key after the `charges`-th successful charge, else null. */
+function deletionAfterCharge(card, charges) {
+  const c = card.charge;
+  if (c.outcome === 'approveThenDelete' && charges >= c.deleteAfterCharges) return c.reason || DEFAULT_DELETE_REASON;
+  return null;
+}
+
+const DEFAULT_DELETE_REASON = '카드사 요청에 의해 빌링키가 삭제되었습니다.';
+
+module.exports = { register, chargeOutcome, deletionAfterCharge, DEFAULT_DELETE_REASON, mask, luhn, defaultCard: data.defaultCard, table: data };

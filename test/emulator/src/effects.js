@@ -1,6 +1,8 @@
-// Owns what an injected fault does to the HTTP exchange: latency, dropping
-// the connection, hanging forever, an injected Toss error, a truncated JSON
-// body, a gateway's HTML 502, or losing the response after doing the work.
+// Owns what an injected fault does to the HTTP exchange: latency (fixed or
+// random), dropping the connection, hanging forever, an injected Toss error,
+// a truncated JSON body, a gateway's HTML 502 — all without doing the work —
+// and, after doing the work, losing the response, padding it to an
+// oversized body, or trickling it out slowly.
 'use strict';
 
 const { send, json, html } = require('./http');
@@ -9,8 +11,17 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function delay(fault) {
-  if (fault && fault.latencyMs) await sleep(fault.latencyMs);
+/** Milliseconds of latency a fault adds: latencyMs plus a uniform draw in [0, latencyJitterMs]. */
+function latencyOf(fault, rng) {
+  if (!fault) return 0;
+  let ms = fault.latencyMs || 0;
+  if (fault.latencyJitterMs) ms += rng.next() * fault.latencyJitterMs;
+  return ms;
+}
+
+async function delay(fault, rng, extraMs = 0) {
+  const ms = latencyOf(fault, rng) + extraMs;
+  if (ms > 0) await sleep(ms);
 }
 
 /** True when the fault answers in place of the request (nothing is done). */
@@ -22,7 +33,7 @@ const HTML_502 = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body
 
 /**
  * Apply a dropping fault. Returns {outcome, status} for the request log.
- * ctx: {lang, mId, catalogMessage(code, lang)}
+ * ctx: {lang, mId, orderId, catalogMessage(code, lang), headers}
  */
 function applyDrop(fault, req, res, ctx) {
   if (fault.reset) {
@@ -52,4 +63,58 @@ function loseResponse(req) {
   req.socket.destroy();
 }
 
-module.exports = { delay, dropsRequest, applyDrop, loseResponse, sleep };
+/** The real response, padded with trailing spaces (still valid JSON) to `bytes` in all. */
+function sendOversized(res, resp, bytes, extraHeaders) {
+  const body = Buffer.from(resp.payload);
+  const padded = body.length >= bytes ? body : Buffer.concat([body, Buffer.alloc(bytes - body.length, 0x20)]);
+  res.writeHead(resp.status, { ...resp.headers, ...extraHeaders, 'Content-Length': padded.length });
+  res.end(padded);
+}
+
+/** The real response: headers at once, then the body in small pieces spread over `ms` milliseconds. */
+function sendTrickle(res, resp, ms, extraHeaders) {
+  const body = Buffer.from(resp.payload);
+  res.writeHead(resp.status, { ...resp.headers, ...extraHeaders, 'Content-Length': body.length });
+  res.flushHeaders();
+  const pieces = Math.max(1, Math.min(body.length, Math.ceil(ms / 50)));
+  const size = Math.ceil(body.length / pieces);
+  const interval = ms / pieces;
+  let pos = 0;
+  let timer = null;
+  const step = () => {
+    if (res.destroyed) return;
+    const next = Math.min(body.length, pos + size);
+    const chunk = body.subarray(pos, next);
+    pos = next;
+    if (pos >= body.length) res.end(chunk);
+    else {
+      res.write(chunk);
+      timer = setTimeout(step, interval);
+    }
+  };
+  res.on('close', () => clearTimeout(timer));
+  timer = setTimeout(step, interval);
+}
+
+/**
+ * Deliver the real response (the work is done), spoiled by a delivery fault if any.
+ * Returns the outcome for the request log.
+ */
+function deliver(req, res, resp, fault, extraHeaders) {
+  if (fault && fault.lostResponse) {
+    loseResponse(req);
+    return 'lostResponse';
+  }
+  if (fault && fault.oversized) {
+    sendOversized(res, resp, fault.oversizedBytes, extraHeaders);
+    return 'oversized';
+  }
+  if (fault && fault.trickleMs) {
+    sendTrickle(res, resp, fault.trickleMs, extraHeaders);
+    return 'trickle';
+  }
+  send(res, resp, extraHeaders);
+  return null;
+}
+
+module.exports = { delay, latencyOf, dropsRequest, applyDrop, loseResponse, deliver, sleep };

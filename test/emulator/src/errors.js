@@ -15,6 +15,7 @@ const CATALOG = {
   EXCEED_MAX_DAILY_PAYMENT_COUNT: [400, '하루 결제 가능 횟수를 초과했습니다.', 'The number of payments allowed per day was exceeded.'],
   EXCEED_MAX_PAYMENT_AMOUNT: [400, '하루 결제 가능 금액을 초과했습니다.', 'The payment amount allowed per day was exceeded.'],
   EXCEED_MAX_MONTHLY_PAYMENT_AMOUNT: [400, '당월 결제 가능금액인 1,000,000원을 초과 하셨습니다.', 'The payment amount allowed this month was exceeded.'],
+  INVALID_DATE: [400, '날짜 데이터가 잘못 되었습니다.', 'The date is invalid.'],
   INVALID_IDEMPOTENCY_KEY: [400, '멱등키는 300자 이하로 입력해주세요.', 'The idempotency key must be at most 300 characters.'],
   // ---- 400: card and installments ----
   INVALID_CARD_NUMBER: [400, '카드번호를 다시 확인해주세요.', 'Please check the card number again.'],
@@ -94,6 +95,8 @@ const CATALOG = {
   NOT_FOUND_HTTP_METHOD: [404, '요청한 HTTP 메서드 또는 API를 찾을 수 없습니다.', 'The requested HTTP method or API was not found.'],
   // ---- 409 ----
   IDEMPOTENT_REQUEST_PROCESSING: [409, '이전 멱등 요청이 처리중 입니다. 잠시 후 다시 요청해서 확인해주세요.', 'The previous idempotent request is still being processed. Please request again later to check.'],
+  // ---- 429 ----
+  TOO_MANY_REQUESTS: [429, '요청량이 많아 처리할 수 없습니다. 잠시 후 다시 시도해주세요.', 'Too many requests. Please try again later.'],
   // ---- 500 ----
   FAILED_INTERNAL_SYSTEM_PROCESSING: [500, '내부 시스템 처리 작업이 실패했습니다. 잠시 후 다시 시도해주세요.', 'Internal system processing failed. Please try again later.'],
   FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING: [500, '결제가 완료되지 않았어요. 다시 시도해주세요.', 'The payment was not completed. Please try again.'],

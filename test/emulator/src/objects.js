@@ -1,6 +1,7 @@
 // Owns the shape of Toss response objects: the Billing object returned by
-// billing-key issuance and the Payment object (API version 2022-11-16)
-// returned by billing approval and payment lookups, including vat math.
+// billing-key issuance, the Payment object (API version 2022-11-16) returned
+// by billing approval, cancel and lookups — including vat math and what a
+// cancel does to the amounts — and the Transaction object of GET /v1/transactions.
 'use strict';
 
 const clock = require('./clock');
@@ -37,9 +38,9 @@ function amounts(amount, taxFreeAmount) {
 
 /**
  * Build a billing Payment. `failure` = Toss error value for an ABORTED payment, else null (DONE).
- * ctx: {baseUrl, paymentKey, billing (billing-key record), body (validated approve body), requestedAt (ms), lang}
+ * ctx: {baseUrl, paymentKey, billing (billing-key record), body (validated approve body), requestedAt (ms), approvedAt (ms), lang}
  */
-function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, failure, lang }) {
+function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, approvedAt, failure, lang }) {
   const amount = body.amount;
   const taxFreeAmount = body.taxFreeAmount || 0;
   const taxExemptionAmount = body.taxExemptionAmount || 0;
@@ -55,7 +56,7 @@ function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, failur
     orderId: body.orderId,
     orderName: body.orderName,
     requestedAt: requested,
-    approvedAt: done ? clock.kst(clock.now()) : null,
+    approvedAt: done ? clock.kst(approvedAt === undefined ? clock.now() : approvedAt) : null,
     useEscrow: false,
     cultureExpense: false,
     card: {
@@ -100,4 +101,61 @@ function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, failur
   };
 }
 
-module.exports = { billingObject, paymentObject, amounts, API_VERSION };
+/**
+ * Apply a cancel to a DONE / PARTIAL_CANCELED payment (already validated).
+ * c: {cancelAmount, cancelReason, taxFreeAmount, at (ms)}. Returns the cancel item.
+ * The first cancel that takes the whole balance makes the payment CANCELED; any
+ * other cancel (a partial one, or the rest after a partial one) leaves it
+ * PARTIAL_CANCELED. vat, suppliedAmount, taxFreeAmount and taxExemptionAmount
+ * follow the remaining balance.
+ */
+function applyCancel(p, c) {
+  const first = !p.cancels || p.cancels.length === 0;
+  p.balanceAmount -= c.cancelAmount;
+  p.taxFreeAmount -= c.taxFreeAmount;
+  const taxExemptionAmount = p.balanceAmount === 0 ? p.taxExemptionAmount : 0;
+  p.taxExemptionAmount -= taxExemptionAmount;
+  const { vat, suppliedAmount } = amounts(p.balanceAmount, p.taxFreeAmount);
+  p.vat = vat;
+  p.suppliedAmount = suppliedAmount;
+  const item = {
+    transactionKey: ids.transactionKey(),
+    cancelReason: c.cancelReason,
+    taxExemptionAmount,
+    canceledAt: clock.kst(c.at),
+    transferDiscountAmount: 0,
+    easyPayDiscountAmount: 0,
+    receiptKey: null,
+    cancelAmount: c.cancelAmount,
+    taxFreeAmount: c.taxFreeAmount,
+    refundableAmount: p.balanceAmount,
+    cardDiscountAmount: 0,
+    cancelStatus: 'DONE',
+    cancelRequestId: null,
+  };
+  p.cancels = first ? [item] : [...p.cancels, item];
+  p.status = first && p.balanceAmount === 0 ? 'CANCELED' : 'PARTIAL_CANCELED';
+  p.lastTransactionKey = item.transactionKey;
+  return item;
+}
+
+/** A Transaction (GET /v1/transactions) for an approval or a cancel of payment record `rec`. */
+function transactionObject(rec, { transactionKey, status, transactionAt, amount }) {
+  const p = rec.payment;
+  return {
+    mId: rec.mId,
+    transactionKey,
+    paymentKey: p.paymentKey,
+    orderId: p.orderId,
+    method: p.method,
+    customerKey: rec.customerKey,
+    useEscrow: p.useEscrow,
+    receiptUrl: p.receipt.url,
+    status,
+    transactionAt,
+    currency: p.currency,
+    amount,
+  };
+}
+
+module.exports = { billingObject, paymentObject, amounts, applyCancel, transactionObject, API_VERSION };

@@ -1,7 +1,9 @@
-// Owns the HTTP server: creating the shared state, dispatching each request
-// to the Toss API pipeline (/v1), the card window (/billing-auth), the
-// receipt page (/sales-slip) or the admin API (/__emulator), keep-alive
-// settings, and listening / shutting down on 127.0.0.1.
+// Owns the HTTP server: creating the shared state (store, idempotency,
+// faults, request log, settings, rate limiter, webhooks, stats), applying the
+// startup settings, dispatching each request to the Toss API pipeline (/v1),
+// the card window (/billing-auth), the receipt page (/sales-slip), the SDK
+// shim (/js/…) or the admin API (/__emulator), keep-alive settings, and
+// listening / shutting down on 127.0.0.1.
 'use strict';
 
 const http = require('node:http');
@@ -9,10 +11,15 @@ const { Store } = require('./store');
 const { IdempotencyStore } = require('./idempotency');
 const { Faults } = require('./faults');
 const { RequestLog } = require('./requestlog');
+const { Rng } = require('./rng');
+const { RateLimiter } = require('./ratelimit');
+const { Webhooks } = require('./webhooks');
+const { applyStartup } = require('./config');
 const { handleApi, catalogMessage } = require('./api');
 const { handleAdmin } = require('./admin');
 const billingWindow = require('./window');
 const receipt = require('./receipt');
+const sdk = require('./sdk');
 const effects = require('./effects');
 const { tossError, errorBody, languageOf } = require('./errors');
 const { readBody, splitUrl, decodePath, json, send } = require('./http');
@@ -28,22 +35,30 @@ function formParams(rawQuery, rawBody) {
 /** Card window and receipt page: faults apply, no auth or idempotency. */
 async function handlePage(state, req, res, rawPath, rawQuery, rawBody) {
   const params = req.method === 'POST' ? formParams(rawQuery, rawBody) : Object.fromEntries(new URLSearchParams(rawQuery));
-  const fault = state.faults.take({
-    method: req.method, path: decodePath(rawPath), rawPath, orderId: undefined,
-    billingKey: undefined, customerKey: params.customerKey,
-  });
-  await effects.delay(fault);
+  let fault = null;
+  const header = req.headers['x-emulator-fault'];
+  if (typeof header === 'string') {
+    const parsed = state.faults.fromHeader(header);
+    if (parsed.error) return send(res, json(400, { code: 'INVALID_EMULATOR_FAULT', message: `X-Emulator-Fault: ${parsed.error}` }));
+    fault = parsed.fault;
+  } else {
+    fault = state.faults.take({
+      method: req.method, path: decodePath(rawPath), rawPath, orderId: undefined,
+      billingKey: undefined, paymentKey: rawPath === '/sales-slip' ? params.paymentKey : undefined, customerKey: params.customerKey, mId: undefined,
+    });
+  }
+  await effects.delay(fault, state.rng);
   if (effects.dropsRequest(fault)) {
     effects.applyDrop(fault, req, res, { lang: languageOf(req.headers['accept-language']), catalogMessage });
-    return;
+    return undefined;
   }
   let resp;
   if (rawPath === '/sales-slip' && req.method === 'GET') resp = receipt.show(state.store, params);
   else if (rawPath === '/billing-auth' && req.method === 'GET') resp = billingWindow.show(params, req.headers);
   else if (rawPath === '/billing-auth' && req.method === 'POST') resp = billingWindow.submit(state.store, params, req.headers);
   else resp = json(405, { code: 'METHOD_NOT_ALLOWED', message: `${req.method} ${rawPath}` });
-  if (fault && fault.lostResponse) effects.loseResponse(req);
-  else send(res, resp);
+  effects.deliver(req, res, resp, fault);
+  return undefined;
 }
 
 async function dispatch(state, req, res) {
@@ -53,25 +68,41 @@ async function dispatch(state, req, res) {
     rawBody = await readBody(req);
   } catch (e) {
     if (e.tooLarge && !res.headersSent) send(res, json(413, { code: 'INVALID_REQUEST', message: 'request body too large' }), { Connection: 'close' });
-    return;
+    return undefined;
   }
-  if (rawPath === '/v1' || rawPath.startsWith('/v1/')) return handleApi(state, req, res, rawPath, rawQuery, rawBody);
   if (rawPath.startsWith('/__emulator/')) {
     return send(res, handleAdmin(state, req.method, rawPath, Object.fromEntries(new URLSearchParams(rawQuery)), rawBody));
   }
+  const stats = state.stats;
+  stats.requests++;
+  if (++stats.inFlight > stats.maxInFlight) stats.maxInFlight = stats.inFlight;
+  res.once('close', () => { stats.inFlight--; });
+  if (rawPath === '/v1' || rawPath.startsWith('/v1/')) return handleApi(state, req, res, rawPath, rawQuery, rawBody);
   if (rawPath === '/billing-auth' || rawPath === '/sales-slip') return handlePage(state, req, res, rawPath, rawQuery, rawBody);
+  if (req.method === 'GET' && sdk.PATHS.has(rawPath)) return send(res, sdk.script(req.headers.host, state.baseUrl));
   const lang = languageOf(req.headers['accept-language']);
   return send(res, json(404, errorBody(tossError('NOT_FOUND_HTTP_METHOD'), lang)));
 }
 
-function createEmulator({ logSize = 10000 } = {}) {
+/**
+ * opts: {logSize, config: validated settings patch (see config.js), faults: [parsed fault definitions]}
+ */
+function createEmulator({ logSize = 10000, config = {}, faults = [] } = {}) {
+  const rng = new Rng();
   const state = {
     store: new Store(),
     idem: new IdempotencyStore(),
-    faults: new Faults(),
+    rng,
+    faults: new Faults(rng),
     log: new RequestLog(logSize),
+    limiter: new RateLimiter(),
+    stats: { requests: 0, inFlight: 0, maxInFlight: 0 },
+    startup: { config, faults },
+    config: null,
     baseUrl: null,
   };
+  state.webhooks = new Webhooks(() => state.config);
+  applyStartup(state);
   const server = http.createServer((req, res) => {
     dispatch(state, req, res).catch((err) => {
       process.stderr.write(`emulator: ${err && err.stack}\n`);
@@ -90,7 +121,7 @@ function createEmulator({ logSize = 10000 } = {}) {
     listen(port) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, HOST, () => {
+        server.listen({ port, host: HOST, backlog: 4096 }, () => {
           server.removeListener('error', reject);
           const actual = server.address().port;
           state.baseUrl = `http://${HOST}:${actual}`;
@@ -99,6 +130,7 @@ function createEmulator({ logSize = 10000 } = {}) {
       });
     },
     close() {
+      state.webhooks.close();
       return new Promise((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

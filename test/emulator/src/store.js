@@ -1,6 +1,7 @@
-// Owns the emulator's in-memory state: pending auth keys, billing keys and
-// payments (per merchant, i.e. per secret key), plus the admin views derived
-// from them (payment list and the exactly-once ledger).
+// Owns the emulator's in-memory state: pending auth keys, billing keys,
+// payments and transactions (per merchant, i.e. per secret key), plus the
+// views derived from them (transaction pages, the admin payment list and the
+// exactly-once ledger).
 'use strict';
 
 const clock = require('./clock');
@@ -18,6 +19,8 @@ class Store {
     this.payments = new Map();      // paymentKey -> payment record
     this.paymentList = [];          // payment records in creation order
     this.orders = new Map();        // secretKey + '\n' + orderId -> {done: record|null, latest: record}
+    this.transactions = new Map();  // secretKey -> {list: [{at, seq, tx}], sorted, byKey: Map(transactionKey -> entry)}
+    this.txSeq = 0;
   }
 
   /** Create a one-time auth key for a registered card. Returns the auth key or {error} for a clashing forced billing key. */
@@ -47,10 +50,16 @@ class Store {
     this.authKeys.delete(authKey);
     let key = a.billingKey;
     if (key != null) this.reserved.delete(key);
-    else do key = ids.billingKey(); while (this.billingKeys.has(key) || this.reserved.has(key));
+    return this.newBillingKey({ secretKey: a.secretKey, mId: a.mId }, a.customerKey, a.card, a.createdAt, key);
+  }
+
+  /** Create a billing key for a card (key-in issue, or the end of issueBillingKey). */
+  newBillingKey(merchant, customerKey, card, authenticatedAt, forced = null) {
+    let key = forced;
+    if (key == null) do key = ids.billingKey(); while (this.billingKeys.has(key) || this.reserved.has(key));
     const rec = {
-      billingKey: key, secretKey: a.secretKey, mId: a.mId, customerKey: a.customerKey, card: a.card,
-      authenticatedAt: a.createdAt, deleted: false, chargeAttempts: 0,
+      billingKey: key, secretKey: merchant.secretKey, mId: merchant.mId, customerKey, card,
+      authenticatedAt, deleted: false, deletedBy: null, chargeAttempts: 0, charges: 0,
     };
     this.billingKeys.set(key, rec);
     return rec;
@@ -74,6 +83,48 @@ class Store {
     if (!slot) { slot = { done: null, latest: null }; this.orders.set(k, slot); }
     slot.latest = rec;
     if (rec.payment.status === 'DONE') slot.done = rec;
+  }
+
+  /** Record a transaction (approval or cancel) of a merchant at `at` (ms). */
+  addTransaction(secretKey, at, tx) {
+    let t = this.transactions.get(secretKey);
+    if (!t) {
+      t = { list: [], sorted: true, byKey: new Map() };
+      this.transactions.set(secretKey, t);
+    }
+    const entry = { at, seq: ++this.txSeq, tx };
+    const last = t.list[t.list.length - 1];
+    if (last && last.at > at) t.sorted = false;
+    t.list.push(entry);
+    t.byKey.set(tx.transactionKey, entry);
+  }
+
+  /**
+   * A page of a merchant's transactions, oldest first: transactionAt (to the second) in
+   * [fromMs, toMs], recorded at or before `visibleUntil`, after the `startingAfter`
+   * transaction. Returns {items} or {unknownStartingAfter: true}.
+   */
+  transactionPage(secretKey, { fromMs, toMs, startingAfter, limit, visibleUntil }) {
+    const t = this.transactions.get(secretKey);
+    let after = null;
+    if (startingAfter) {
+      after = t ? t.byKey.get(startingAfter) : undefined;
+      if (!after) return { unknownStartingAfter: true };
+    }
+    const items = [];
+    if (!t) return { items };
+    if (!t.sorted) {
+      t.list.sort((x, y) => x.at - y.at || x.seq - y.seq);
+      t.sorted = true;
+    }
+    for (const e of t.list) {
+      if (items.length >= limit) break;
+      if (after && (e.at < after.at || (e.at === after.at && e.seq <= after.seq))) continue;
+      const sec = e.at - (((e.at % 1000) + 1000) % 1000);
+      if (sec < fromMs || sec > toMs || e.at > visibleUntil) continue;
+      items.push(e.tx);
+    }
+    return { items };
   }
 
   newPaymentKey(kstTs) {
@@ -103,32 +154,51 @@ class Store {
       if (filter.mId && r.mId !== filter.mId) continue;
       out.push({
         mId: r.mId, orderId: p.orderId, paymentKey: p.paymentKey, billingKey: r.billingKey,
-        customerKey: r.customerKey, status: p.status, totalAmount: p.totalAmount,
+        customerKey: r.customerKey, status: p.status, totalAmount: p.totalAmount, balanceAmount: p.balanceAmount,
+        cancels: p.cancels ? p.cancels.length : 0,
         failure: p.failure, requestedAt: p.requestedAt, approvedAt: p.approvedAt,
       });
     }
     return out;
   }
 
-  /** Exactly-once summary: DONE charges per orderId (all merchants) and per billing key. */
+  /**
+   * Exactly-once summary: approved (DONE) charges per orderId (all merchants) and per
+   * billing key. A charge that was approved and later canceled still counts as charged
+   * once; cancels are summed separately.
+   */
   ledger() {
     const doneByOrderId = Object.create(null);
     const doneByBillingKey = Object.create(null);
     const amountByBillingKey = Object.create(null);
+    const canceledAmountByOrderId = Object.create(null);
     let totalDone = 0;
     let totalAborted = 0;
     let totalAmount = 0;
+    let totalCanceled = 0;
+    let totalPartialCanceled = 0;
+    let totalCancelAmount = 0;
     for (const r of this.paymentList) {
       const p = r.payment;
-      if (p.status !== 'DONE') { totalAborted++; continue; }
+      if (p.status === 'ABORTED') { totalAborted++; continue; }
       totalDone++;
       totalAmount += p.totalAmount;
       doneByOrderId[p.orderId] = (doneByOrderId[p.orderId] || 0) + 1;
       doneByBillingKey[r.billingKey] = (doneByBillingKey[r.billingKey] || 0) + 1;
       amountByBillingKey[r.billingKey] = (amountByBillingKey[r.billingKey] || 0) + p.totalAmount;
+      if (p.status === 'CANCELED') totalCanceled++;
+      else if (p.status === 'PARTIAL_CANCELED') totalPartialCanceled++;
+      const canceled = p.totalAmount - p.balanceAmount;
+      if (canceled > 0) {
+        totalCancelAmount += canceled;
+        canceledAmountByOrderId[p.orderId] = (canceledAmountByOrderId[p.orderId] || 0) + canceled;
+      }
     }
     const duplicateOrderIds = Object.keys(doneByOrderId).filter((o) => doneByOrderId[o] > 1);
-    return { totalDone, totalAborted, totalAmount, doneByOrderId, doneByBillingKey, amountByBillingKey, duplicateOrderIds };
+    return {
+      totalDone, totalAborted, totalAmount, doneByOrderId, doneByBillingKey, amountByBillingKey, duplicateOrderIds,
+      totalCanceled, totalPartialCanceled, totalCancelAmount, netAmount: totalAmount - totalCancelAmount, canceledAmountByOrderId,
+    };
   }
 }
 

@@ -85,6 +85,28 @@ class TossClient {
     return this.call('GET', `/v1/payments/orders/${encodeURIComponent(orderId)}`, undefined, headers);
   }
 
+  cancel(paymentKey, body, headers) {
+    return this.call('POST', `/v1/payments/${encodeURIComponent(paymentKey)}/cancel`, body, headers);
+  }
+
+  keyIn(body, headers) {
+    return this.call('POST', '/v1/billing/authorizations/card', body, headers);
+  }
+
+  /** GET /v1/transactions with the given query fields (undefined ones left out). */
+  transactions(query, headers) {
+    const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined)).toString();
+    return this.call('GET', `/v1/transactions?${q}`, undefined, headers);
+  }
+
+  /** A DONE payment of a fresh billing key; resolves the Payment object. */
+  async paid(extra = {}, billingOpts = {}) {
+    const b = await this.billing(billingOpts);
+    const r = await this.approve(b.billingKey, TossClient.charge(b, extra));
+    if (r.status !== 200) throw new Error(`approve failed: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
   /** authKey for a card of this merchant through the admin shortcut. */
   async authKey({ customerKey, cardNumber, billingKey } = {}) {
     const r = await this.emu.admin('POST', '/__emulator/auth-keys', { secretKey: this.secretKey, customerKey, cardNumber, billingKey });
@@ -139,7 +161,9 @@ class Emulator {
 
 /** Start `run --port 0` and wait for its `listening on` line. */
 function startEmulator(args = ['--port', '0']) {
-  const proc = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env };
+  delete env.TOSS_EMULATOR_FLAGS; // the tests choose their own flags
+  const proc = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   return new Promise((resolve, reject) => {
@@ -162,4 +186,58 @@ function startEmulator(args = ['--port', '0']) {
   });
 }
 
-module.exports = { startEmulator, request, basic, uid, TossClient };
+/**
+ * A loopback HTTP server that records webhook deliveries. `answer(hit, n)` picks
+ * the status for the n-th (1-based) delivery (default 200); returning null hangs.
+ * Resolves {url, hits: [{at, headers, body}], waitFor(count, ms), close()}.
+ */
+function startReceiver(answer = () => 200) {
+  const hits = [];
+  const waiters = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const hit = { at: Date.now(), method: req.method, url: req.url, headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+      hits.push(hit);
+      for (const w of waiters.slice()) if (hits.length >= w.count) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+      const status = answer(hit, hits.length);
+      if (status === null) return; // hang
+      res.writeHead(status, { 'Content-Type': 'text/plain' });
+      res.end(String(status));
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}/toss/webhook`,
+        hits,
+        waitFor(count, ms = 5000) {
+          if (hits.length >= count) return Promise.resolve();
+          return new Promise((res, rej) => {
+            const w = { count, resolve: () => { clearTimeout(t); res(); } };
+            const t = setTimeout(() => rej(new Error(`only ${hits.length} of ${count} webhook deliveries after ${ms} ms`)), ms);
+            waiters.push(w);
+          });
+        },
+        close() {
+          server.closeAllConnections();
+          return new Promise((r) => server.close(() => r()));
+        },
+      });
+    });
+  });
+}
+
+/** Poll `fn` until it returns a truthy value (or time out). */
+async function until(fn, ms = 5000, step = 20) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, step));
+  }
+}
+
+module.exports = { startEmulator, startReceiver, until, request, basic, uid, TossClient };

@@ -20,6 +20,9 @@ test('POST /__emulator/reset forgets keys, payments, idempotency, faults and the
   const pending = await c.authKey({ customerKey: pendingCustomer });
   await emu.admin('POST', '/__emulator/faults', { fault: { latencyMs: 1 } });
   await emu.admin('POST', '/__emulator/clock', { advanceMs: 1000 });
+  await emu.admin('POST', '/__emulator/config', { latencyMs: 1, rateLimit: { perSecond: 1000 } });
+  await emu.admin('DELETE', `/__emulator/billing-keys/${encodeURIComponent((await c.billing()).billingKey)}`); // a BILLING_DELETED event
+  assert.equal((await emu.admin('GET', '/__emulator/webhooks')).json.length, 1);
   const r = await emu.reset();
   assert.deepEqual([r.status, r.json], [200, { reset: true }]);
   assert.deepEqual((await emu.admin('GET', '/__emulator/payments')).json, []);
@@ -27,6 +30,9 @@ test('POST /__emulator/reset forgets keys, payments, idempotency, faults and the
   assert.deepEqual((await emu.admin('GET', '/__emulator/faults')).json, []);
   assert.equal((await emu.admin('GET', '/__emulator/ledger')).json.totalDone, 0);
   assert.equal((await emu.admin('GET', '/__emulator/clock')).json.offsetMs, 0);
+  assert.deepEqual((await emu.admin('GET', '/__emulator/webhooks')).json, []);
+  const cfg = (await emu.admin('GET', '/__emulator/config')).json;
+  assert.deepEqual([cfg.latencyMs, cfg.rateLimit], [0, null]);
   assert.equal((await c.order(body.orderId)).status, 404);
   assert.equal((await c.approve(b.billingKey, body, { 'Idempotency-Key': k })).json.code, 'NOT_FOUND_BILLING');
   assert.equal((await c.issue(pending, pendingCustomer)).json.code, 'NOT_FOUND_BILLING');

@@ -142,7 +142,8 @@ test('unknown APIs and methods under /v1 → 404 NOT_FOUND_HTTP_METHOD', async (
   const auth = { Authorization: basic('test_sk_routes') };
   const cases = [['GET', '/v1/billing/authorizations/issue'], ['PUT', '/v1/billing/abc'], ['POST', '/v1/payments/abc'],
     ['GET', '/v1/nope'], ['POST', '/v1/billing/'], ['GET', '/v1/payments/orders/'], ['GET', '/v1/payments/a/b'],
-    ['POST', '/v1/billing/a/b'], ['GET', '/v1'], ['POST', '/v1/billing/authorizations/card'], ['GET', '/v2/payments/x']];
+    ['POST', '/v1/billing/a/b'], ['GET', '/v1'], ['GET', '/v1/billing/authorizations/card'], ['GET', '/v1/payments/x/cancel'],
+    ['POST', '/v1/transactions'], ['GET', '/v1/transactions/x'], ['GET', '/v2/payments/x']];
   for (const [method, p] of cases) {
     const r = await emu.request({ method, path: p, headers: auth });
     assert.equal(r.status, 404, `${method} ${p}`);
@@ -155,4 +156,21 @@ test('responses carry an X-TossPayments-Trace-Id header', async () => {
   const b = await probe(basic('test_sk_trace'));
   assert.ok(a.headers['x-tosspayments-trace-id']);
   assert.notEqual(a.headers['x-tosspayments-trace-id'], b.headers['x-tosspayments-trace-id']);
+});
+
+test("the public documentation keys work: the secret key is a merchant, and its client key pairs with it", async () => {
+  const docSecret = 'test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R';
+  const docClient = 'test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq';
+  const c = emu.client(docSecret);
+  const b = await c.billing();
+  assert.equal((await c.approve(b.billingKey, TossClient.charge(b))).status, 200);
+  const form = new URLSearchParams({ clientKey: docClient, customerKey: 'doc-customer-1', successUrl: 'https://shop.example/ok',
+    failUrl: 'https://shop.example/fail', cardNumber: '9410001234567890' }).toString();
+  const win = await emu.request({ method: 'POST', path: '/billing-auth', body: form, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+  const authKey = new URL(win.headers.location).searchParams.get('authKey');
+  assert.equal((await c.issue(authKey, 'doc-customer-1')).status, 200);
+  const widget = emu.client('test_gsk_docs_OaPz8L5KdmQXkzRz3y47BMw6');
+  assert.equal((await widget.payment('x')).json.code, 'NOT_FOUND_PAYMENT');
+  const asClient = await emu.request({ path: '/v1/payments/x', headers: { Authorization: basic(docClient) } });
+  assert.deepEqual([asClient.status, asClient.json.code], [400, 'INVALID_API_KEY']);
 });

@@ -25,6 +25,13 @@ test('cards.json lists every required test card', () => {
   }
   for (let i = 1; i <= 9; i++) assert.ok(numbers.includes(`411111111111000${i}`));
   assert.equal(table.defaultCard, '9410001234567890');
+  // Every card-refusal code has a card, and so do the transient and the card-company-deletion behaviours.
+  const declines = table.cards.filter((x) => x.charge.outcome === 'decline').map((x) => x.charge.code);
+  for (const code of ['REJECT_CARD_COMPANY', 'REJECT_CARD_PAYMENT', 'INVALID_STOPPED_CARD', 'INVALID_CARD_EXPIRATION',
+    'INVALID_CARD_LOST_OR_STOLEN', 'EXCEED_MAX_DAILY_PAYMENT_COUNT', 'NOT_SUPPORTED_CARD_TYPE', 'FDS_ERROR', 'INVALID_REJECT_CARD',
+    'EXCEED_MAX_PAYMENT_AMOUNT', 'EXCEED_MAX_AMOUNT']) assert.ok(declines.includes(code), code);
+  assert.ok(table.cards.filter((x) => x.charge.outcome === 'failFirst').length >= 3);
+  assert.ok(table.cards.some((x) => x.charge.outcome === 'approveThenDelete' && x.number === '4111111111118001'));
 });
 
 test('9410001234567890 and 4906251234123456 succeed (신용/개인)', async () => {
@@ -125,9 +132,11 @@ test('cards.json drives the behaviour: every listed card does what its entry say
     assert.deepEqual([b.card.issuerCode, b.card.acquirerCode, b.cardCompany, b.card.cardType, b.card.ownerType],
       [card.issuerCode, card.acquirerCode, card.cardCompany, card.cardType, card.ownerType], card.number);
     const fails = card.charge.outcome === 'decline' ? 3 : card.charge.outcome === 'failFirst' ? card.charge.failCount : 0;
+    const deletedAfter = card.charge.outcome === 'approveThenDelete' ? card.charge.deleteAfterCharges : Infinity;
     for (let i = 0; i < 3; i++) {
       const r = await c.approve(b.billingKey, TossClient.charge(b));
       if (i < fails) assert.deepEqual([r.status, r.json.code], [card.charge.status, card.charge.code], `${card.number} #${i + 1}`);
+      else if (i >= deletedAfter) assert.deepEqual([r.status, r.json.code], [400, 'ALREADY_REMOVED_BILLING_KEY'], `${card.number} #${i + 1}`);
       else assert.equal(r.status, 200, `${card.number} #${i + 1}`);
     }
   }

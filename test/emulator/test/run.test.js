@@ -86,7 +86,7 @@ test('run is executable with a node shebang', () => {
   assert.ok(fs.readFileSync(path.join(ROOT, 'run'), 'utf8').startsWith('#!/usr/bin/env node\n'));
 });
 
-test('no emulator file mentions the real Toss API host, and every module starts with a comment', () => {
+test('no emulator or emulator-bench file mentions the real Toss API host, and every module starts with a comment', () => {
   const banned = ['api', 'tosspayments', 'com'].join('.');
   const files = [];
   const walk = (dir) => {
@@ -97,6 +97,7 @@ test('no emulator file mentions the real Toss API host, and every module starts 
     }
   };
   walk(ROOT);
+  walk(path.join(ROOT, '..', '..', 'bench', 'emulator'));
   for (const f of files) assert.ok(!fs.readFileSync(f, 'utf8').includes(banned), f);
   for (const f of files.filter((x) => x.endsWith('.js'))) {
     assert.match(fs.readFileSync(f, 'utf8'), /^\/\/ \S/, `${f} starts with a comment`);
