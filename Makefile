@@ -8,8 +8,8 @@ EXTENSION    = toss_billing
 EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" toss_billing.control)
 MODULE_big   = toss_billing
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
-DATA         = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql)) \
-               sql/$(EXTENSION)--$(EXTVERSION).sql
+# The base install script plus the upgrade scripts; CREATE EXTENSION walks the chain.
+DATA         = $(wildcard sql/$(EXTENSION)--*.sql)
 REGRESS      = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))
 
 PG_CPPFLAGS  = -DEXTVERSION=\"$(EXTVERSION)\"
@@ -43,4 +43,10 @@ test: deps
 	test/scripts/run-tests
 
 emulator:
-	test/emulator/run --port $${PORT:-4010}
+	test/emulator/run --port $${PORT:-4010} $(EMULATOR_ARGS)
+
+bench: deps
+	$(MAKE) all
+	$(MAKE) install
+	bench/emulator/run
+	bench/charge_throughput

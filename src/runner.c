@@ -44,8 +44,8 @@
 
 PG_FUNCTION_INFO_V1(toss_run_due);
 
-#define FLUSH_EVERY 256			/* outcomes per outcome transaction */
-#define FLUSH_AFTER_MS 200		/* ... or after this long */
+#define FLUSH_MAX 64			/* most outcomes per outcome transaction */
+#define FLUSH_AFTER_MS 50		/* record outcomes at least this often */
 #define BACKOFF_START_MS 1000
 #define BACKOFF_MAX_MS 30000
 
@@ -93,6 +93,7 @@ typedef struct Runner
 	double		last_flush;
 	double		budget_ms;
 	int			max_charges;
+	int			flush_every;	/* outcomes per outcome transaction */
 	bool		exhausted;		/* nothing more is due */
 	int64		claimed,
 				done,
@@ -175,6 +176,7 @@ make_item(Runner *r, HeapTuple tup, TupleDesc desc)
 	RunItem    *it = palloc0(sizeof(RunItem));
 	TossChargeRequest req;
 	bool		isnull;
+	Datum		sealed_datum;
 	bytea	   *sealed;
 	char	   *billing_key;
 
@@ -192,9 +194,10 @@ make_item(Runner *r, HeapTuple tup, TupleDesc desc)
 	req.customer_name = col_text(tup, desc, 9);
 	it->body = toss_charge_body(&req);
 	it->authorization = merchant_auth(r, col_text(tup, desc, 11));
-	sealed = DatumGetByteaPP(SPI_getbinval(tup, desc, 12, &isnull));
+	sealed_datum = SPI_getbinval(tup, desc, 12, &isnull);
 	if (isnull)
 		elog(ERROR, "claimed payment " INT64_FORMAT " has no sealed billing key", it->payment_id);
+	sealed = DatumGetByteaPP(sealed_datum);
 	billing_key = toss_decrypt_billing_key(sealed, col_int8(tup, desc, 10));
 	it->url = toss_api_charge_url(&r->ep, billing_key);
 	toss_wipe_string(billing_key);
@@ -403,6 +406,14 @@ flush(Runner *r)
 	values[4] = cstring_text_array(codes, n, tmp);
 	values[5] = cstring_text_array(messages, n, tmp);
 	values[6] = cstring_text_array(responses, n, tmp);
+	/*
+	 * The outcome commit need not wait for its WAL flush: if a crash loses
+	 * it, the attempt is in_flight again and recovery settles it by looking
+	 * the order up, so no charge can be lost.  The claim commits stay
+	 * synchronous: they are what makes every call findable.
+	 */
+	if (SPI_execute("SET LOCAL synchronous_commit TO off", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not relax synchronous_commit for an outcome batch");
 	rc = SPI_execute_with_args("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::jsonb[])",
 							   7, types, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -450,7 +461,9 @@ init_runner(Runner *r, int max_charges, double budget_ms)
 	r->budget_ms = budget_ms;
 	r->max_charges = max_charges;
 	dlist_init(&r->queue);
-	r->finished = MemoryContextAlloc(r->cxt, sizeof(RunItem *) * 4 * (r->max_concurrency + FLUSH_EVERY));
+	/* small outcome batches keep slots refilled while the database works */
+	r->flush_every = Max(8, Min(FLUSH_MAX, r->max_concurrency / 4));
+	r->finished = MemoryContextAlloc(r->cxt, sizeof(RunItem *) * 2 * (r->max_concurrency + FLUSH_MAX));
 	{
 		MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
@@ -459,31 +472,57 @@ init_runner(Runner *r, int max_charges, double budget_ms)
 	}
 }
 
-/* The pipeline: claim ahead, keep max_concurrency calls running, flush in batches. */
+static bool
+should_claim(Runner *r)
+{
+	int			room = 2 * r->max_concurrency - r->queued - toss_http_batch_running(r->batch);
+
+	return !r->exhausted && r->claimed < r->max_charges &&
+		ms_since(r->started) < r->budget_ms &&
+		room >= r->max_concurrency / 4 + 1;
+}
+
+static bool
+should_flush(Runner *r)
+{
+	return r->nfinished >= r->flush_every ||
+		(r->nfinished > 0 && ms_since(r->last_flush) >= FLUSH_AFTER_MS);
+}
+
+/*
+ * The pipeline: claim ahead, keep max_concurrency calls running, record
+ * outcomes in small batches.  Slots are refilled after every piece of
+ * database work, so the calls in flight overlap the database's time.
+ */
 static void
 run(Runner *r)
 {
 	for (;;)
 	{
-		int			running = toss_http_batch_running(r->batch);
-		int			room = 2 * r->max_concurrency - r->queued - running;
-		bool		in_time = ms_since(r->started) < r->budget_ms;
-
 		CHECK_FOR_INTERRUPTS();
-		if (!r->exhausted && in_time && room >= r->max_concurrency / 2 + 1 &&
-			r->claimed < r->max_charges)
+		if (should_claim(r))
+		{
+			int			room = 2 * r->max_concurrency - r->queued - toss_http_batch_running(r->batch);
+
 			claim(r, Min(room, r->max_charges - (int) r->claimed));
+		}
 		send_queued(r);
-		running = toss_http_batch_running(r->batch);
-		if (running == 0 && r->queued == 0 && (r->exhausted || !in_time ||
-											   r->claimed >= r->max_charges))
-			break;
-		collect(r, running > 0 ? 20 : 5);
-		if (r->nfinished >= FLUSH_EVERY ||
-			(r->nfinished > 0 && ms_since(r->last_flush) >= FLUSH_AFTER_MS))
+		if (toss_http_batch_running(r->batch) == 0 && r->queued == 0 && !should_claim(r))
+		{
+			if (r->nfinished == 0)
+				break;
+			/* recording may make the next period due at once: look again */
 			flush(r);
+			continue;
+		}
+		collect(r, toss_http_batch_running(r->batch) > 0 ? 20 : 5);
+		send_queued(r);
+		if (should_flush(r))
+		{
+			flush(r);
+			send_queued(r);
+		}
 	}
-	flush(r);
 }
 
 static double
