@@ -90,6 +90,41 @@ judge_payment(const TossReply *reply, TossChargeVerdict *v)
 }
 
 /*
+ * If the lookup found a payment under the order id, judge it and return
+ * true.  A payment there of another amount is not ours: this attempt made
+ * nothing.  first: the reply that sent us looking, or NULL in recovery.
+ */
+static bool
+judge_found(const TossReply *lookup, int64 amount, const TossReply *first,
+			TossChargeVerdict *v)
+{
+	int64		found_amount = 0;
+
+	if (!toss_reply_ok(lookup) || toss_json_text(lookup->doc, "paymentKey") == NULL)
+		return false;
+	if (toss_json_int64(lookup->doc, "totalAmount", &found_amount) && found_amount != amount)
+	{
+		v->outcome.state = "failed";
+		v->outcome.http_status = first ? first->http.status : lookup->http.status;
+		v->outcome.failure_class = toss_class_name(TOSS_CLASS_ALREADY_PROCESSED);
+		v->outcome.failure_code = (first && first->code) ? first->code : "ORDER_ID_TAKEN";
+		v->outcome.failure_message =
+			psprintf("Toss holds another payment of " INT64_FORMAT " KRW under this order id.",
+					 found_amount);
+		v->taken = true;
+		return true;
+	}
+	judge_payment(lookup, v);
+	return true;
+}
+
+static bool
+is_not_found_payment(const TossReply *reply)
+{
+	return reply->is_error && strcmp(reply->code, "NOT_FOUND_PAYMENT") == 0;
+}
+
+/*
  * Settle an ambiguous charge by looking the order up, never by posting it
  * again.  toss_said_failed: Toss answered with an error (e.g. a 5xx), so an
  * absent payment means it was not made.
@@ -99,30 +134,10 @@ resolve_by_order(const TossEndpoint *ep, const char *order_id, int64 amount,
 				 const TossReply *first, bool toss_said_failed,
 				 TossReply *lookup, TossChargeVerdict *v)
 {
-	int64		found_amount = 0;
-
 	toss_api_payment_by_order(ep, order_id, lookup);
-	if (toss_reply_ok(lookup) && toss_json_text(lookup->doc, "paymentKey") != NULL)
-	{
-		/* a payment under our order id but not of our amount is not ours */
-		if (toss_json_int64(lookup->doc, "totalAmount", &found_amount) &&
-			found_amount != amount)
-		{
-			v->outcome.state = "failed";
-			v->outcome.http_status = first->http.status;
-			v->outcome.failure_class = toss_class_name(TOSS_CLASS_ALREADY_PROCESSED);
-			v->outcome.failure_code = first->code ? first->code : "ORDER_ID_TAKEN";
-			v->outcome.failure_message =
-				psprintf("Toss holds another payment of " INT64_FORMAT " KRW under this order id.",
-						 found_amount);
-			v->taken = true;
-			return;
-		}
-		judge_payment(lookup, v);
+	if (judge_found(lookup, amount, first, v))
 		return;
-	}
-	if (toss_said_failed && lookup->is_error &&
-		strcmp(lookup->code, "NOT_FOUND_PAYMENT") == 0)
+	if (toss_said_failed && is_not_found_payment(lookup))
 	{
 		v->error = first;
 		v->outcome.state = "failed";
@@ -138,6 +153,28 @@ resolve_by_order(const TossEndpoint *ep, const char *order_id, int64 amount,
 	v->ambiguity = psprintf("%s; the lookup by order id gave %s",
 							toss_describe_reply(first), toss_describe_reply(lookup));
 	v->outcome.failure_message = v->ambiguity;
+}
+
+/*
+ * Recovery: what the lookup of an unknown attempt says.  Returns false when
+ * Toss has no record of the order (the caller then decides whether the same
+ * request may be posted again); otherwise fills the verdict, which stays
+ * unknown if the lookup itself settled nothing.
+ */
+bool
+toss_judge_recovery(const TossReply *lookup, int64 amount, TossChargeVerdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (judge_found(lookup, amount, NULL, v))
+		return true;
+	if (is_not_found_payment(lookup))
+		return false;
+	v->outcome.state = "unknown";
+	v->outcome.http_status = lookup->http.status;
+	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	v->ambiguity = psprintf("the lookup by order id gave %s", toss_describe_reply(lookup));
+	v->outcome.failure_message = v->ambiguity;
+	return true;
 }
 
 /*

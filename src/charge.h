@@ -32,6 +32,8 @@ extern char *toss_charge_body(const TossChargeRequest *r);
 extern void toss_judge_charge(const TossEndpoint *ep, const char *order_id, int64 amount,
 							  const TossReply *reply, TossReply *lookup,
 							  TossChargeVerdict *v);
+extern bool toss_judge_recovery(const TossReply *lookup, int64 amount,
+								TossChargeVerdict *v);
 extern const char *toss_class_message(TossErrorClass cls, bool charge);
 extern char *toss_describe_reply(const TossReply *reply);
 

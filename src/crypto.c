@@ -36,6 +36,7 @@ static bool root_key_loaded = false;
 static const char *root_key_problem = NULL; /* static string, for errdetail */
 
 static const char subkey_info[] = "toss_billing billing key v1";
+static const char lookup_info[] = "toss_billing billing key lookup v1";
 
 static void
 read_root_key_file(unsigned char *out)
@@ -114,16 +115,46 @@ toss_require_root_key(void)
 			 errhint("Fix toss_billing.root_key_file and restart the server.")));
 }
 
+/* A per-purpose key: HMAC-SHA256(root key, info).  Callers wipe it. */
 static void
-derive_subkey(unsigned char *subkey)
+derive_key(const char *info, unsigned char *subkey)
 {
 	unsigned int len = ROOT_KEY_BYTES;
 
 	toss_require_root_key();
 	if (HMAC(EVP_sha256(), root_key, ROOT_KEY_BYTES,
-			 (const unsigned char *) subkey_info, sizeof(subkey_info) - 1,
+			 (const unsigned char *) info, strlen(info),
 			 subkey, &len) == NULL || len != ROOT_KEY_BYTES)
-		elog(ERROR, "could not derive the billing key subkey");
+		elog(ERROR, "could not derive a toss_billing subkey");
+}
+
+static void
+derive_subkey(unsigned char *subkey)
+{
+	derive_key(subkey_info, subkey);
+}
+
+/*
+ * A keyed hash of a billing key (HMAC-SHA256 under a subkey of the root
+ * key): lets a webhook's billing key find its row without storing or
+ * decrypting anything, and reveals nothing without the root key.
+ */
+bytea *
+toss_hash_billing_key(const char *billing_key)
+{
+	unsigned char subkey[ROOT_KEY_BYTES];
+	bytea	   *hash = palloc(VARHDRSZ + 32);
+	unsigned int len = 32;
+	unsigned char *ok;
+
+	derive_key(lookup_info, subkey);
+	ok = HMAC(EVP_sha256(), subkey, ROOT_KEY_BYTES, (const unsigned char *) billing_key,
+			  strlen(billing_key), (unsigned char *) VARDATA(hash), &len);
+	explicit_bzero(subkey, sizeof(subkey));
+	if (ok == NULL || len != 32)
+		elog(ERROR, "could not hash a billing key");
+	SET_VARSIZE(hash, VARHDRSZ + 32);
+	return hash;
 }
 
 static char *

@@ -9,5 +9,6 @@ extern void toss_require_root_key(void);
 extern bytea *toss_encrypt_billing_key(const char *plaintext, int64 row_id);
 extern char *toss_decrypt_billing_key(bytea *sealed, int64 row_id);
 extern char *toss_random_uuid(void);
+extern bytea *toss_hash_billing_key(const char *billing_key);
 
 #endif

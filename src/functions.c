@@ -33,6 +33,8 @@
 
 PG_FUNCTION_INFO_V1(toss_issue_billing_key);
 PG_FUNCTION_INFO_V1(toss_charge);
+PG_FUNCTION_INFO_V1(toss_cancel);
+PG_FUNCTION_INFO_V1(toss_delete_billing_key);
 
 /* ---- argument checks ---- */
 
@@ -298,4 +300,70 @@ toss_charge(PG_FUNCTION_ARGS)
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(toss_payment_datum(result.payload, tupdesc));
+}
+
+/* ---- toss_cancel(payment, reason, amount) ---- */
+
+Datum
+toss_cancel(PG_FUNCTION_ARGS)
+{
+	char	   *payment = required_text(fcinfo, 0, "payment");
+	char	   *reason = required_text(fcinfo, 1, "reason");
+	TossJob		job;
+	TossJobResult result;
+	TupleDesc	tupdesc;
+
+	if (payment[0] == '\0' || strlen(payment) > 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payment must be a payment key or an order id of 1 to 200 characters")));
+	check_no_control_chars(payment, "payment");
+	if (reason[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reason must not be empty"),
+				 errdetail("Toss requires a cancel reason.")));
+	check_max_chars(reason, "reason", 200);
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("amount must be positive"),
+				 errhint("Pass NULL to cancel the whole remaining balance.")));
+	toss_require_root_key();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "toss_cancel must return a composite type");
+
+	init_job(&job, TOSS_JOB_CANCEL, "");
+	copy_field(job.payment, sizeof(job.payment), payment, "payment");
+	copy_field(job.reason, sizeof(job.reason), reason, "reason");
+	job.has_amount = !PG_ARGISNULL(2);
+	job.amount = job.has_amount ? PG_GETARG_INT64(2) : 0;
+
+	toss_run_job(&job, &result);
+	if (!result.ok)
+		raise_job_error(&result);
+	PG_RETURN_DATUM(toss_payment_datum(result.payload, tupdesc));
+}
+
+/* ---- toss_delete_billing_key(customer_key) ---- */
+
+Datum
+toss_delete_billing_key(PG_FUNCTION_ARGS)
+{
+	char	   *customer_key = required_text(fcinfo, 0, "customer_key");
+	TossJob		job;
+	TossJobResult result;
+	TupleDesc	tupdesc;
+
+	check_customer_key(customer_key);
+	toss_require_root_key();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "toss_delete_billing_key must return a composite type");
+
+	init_job(&job, TOSS_JOB_DELETE_KEY, customer_key);
+	toss_run_job(&job, &result);
+	if (!result.ok)
+		raise_job_error(&result);
+	PG_RETURN_DATUM(OidInputFunctionCall(F_RECORD_IN, result.payload,
+										 tupdesc->tdtypeid, -1));
 }

@@ -133,11 +133,13 @@ job_issue(const TossJob *job, TossJobResult *result)
 	{
 		TossCardSummary card;
 		bytea	   *sealed = toss_encrypt_billing_key(billing_key, row_id);
+		bytea	   *hash = toss_hash_billing_key(billing_key);
 
 		toss_wipe_string(billing_key);
 		explicit_bzero(reply.http.body, reply.http.body_len);
 		summarize_billing(reply.doc, &card);
 		toss_store_issue_success(row_id, customer_id, sealed, &card);
+		toss_store_key_hash(row_id, hash);
 		MemoryContextSwitchTo(job_cxt);
 		result->ok = true;
 		result->payload = toss_store_billing_key_info(row_id);
@@ -261,12 +263,168 @@ job_charge(const TossJob *job, TossJobResult *result)
 	charge_result(&verdict, job->order_id, result);
 }
 
+/* --------------------------------------------------------------- cancel */
+
+/* A reply that settles a cancel: the Payment after it, or a definitive error. */
+static bool
+cancel_settled(const TossReply *reply)
+{
+	if (toss_reply_ok(reply))
+		return toss_json_text(reply->doc, "paymentKey") != NULL;
+	return reply->is_error && reply->http.status < 500 &&
+		strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0;
+}
+
+/*
+ * Refund all or part of a payment.  The cancel is recorded (in_flight, with
+ * its Idempotency-Key, after the over-refund check) before the call.  An
+ * ambiguous reply is replayed once with the same Idempotency-Key: Toss
+ * answers a replay from its cache, so the refund is made at most once.
+ */
+static void
+job_cancel(const TossJob *job, TossJobResult *result)
+{
+	MemoryContext job_cxt = CurrentMemoryContext;
+	TossCancelIntent in;
+	char	   *auth;
+	TossEndpoint ep;
+	TossReply	reply;
+	TossChargeOutcome o = {0};
+
+	begin_tx();
+	MemoryContextSwitchTo(job_cxt);
+	toss_store_cancel_intent(job->payment, job->reason, job->has_amount, job->amount,
+							 job->requested_by, &in);
+	auth = toss_authorization_header(in.merchant);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+
+	fill_endpoint(job, &ep, auth);
+	toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
+	if (!cancel_settled(&reply))
+		toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
+	toss_wipe_string(auth);
+
+	o.http_status = reply.http.status;
+	if (toss_reply_ok(&reply) && cancel_settled(&reply))
+	{
+		o.state = "done";
+		o.payment_json = reply.http.body;
+		result->ok = true;
+		result->payload = reply.http.body;
+	}
+	else if (cancel_settled(&reply))
+	{
+		TossErrorClass cls = toss_classify_code(reply.code, reply.http.status);
+
+		o.state = "failed";
+		o.failure_class = toss_class_name(cls);
+		o.failure_code = reply.code;
+		o.failure_message = reply.message;
+		set_error(result, toss_class_sqlstate(cls), pstrdup("toss refused the cancel"),
+				  psprintf("Toss answered HTTP %ld with code %s: %s", reply.http.status,
+						   reply.code, reply.message ? reply.message : ""), NULL);
+	}
+	else
+	{
+		o.state = "unknown";
+		o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+		o.failure_message = toss_describe_reply(&reply);
+		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+				  pstrdup("the outcome of the cancel is unknown"),
+				  psprintf("No definitive answer arrived from Toss, even on an idempotent replay (%s).",
+						   o.failure_message),
+				  pstrdup("The cancel is recorded as unknown; look the payment up before cancelling again."));
+	}
+	begin_tx();
+	toss_store_cancel_outcome(in.cancel_id, &o);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+}
+
+/* ---------------------------------------------------- billing key delete */
+
+static bool
+already_gone(const TossReply *reply)
+{
+	return reply->is_error &&
+		(strcmp(reply->code, "NOT_FOUND_BILLING") == 0 ||
+		 strcmp(reply->code, "BILLING_KEY_NOT_FOUND") == 0 ||
+		 strcmp(reply->code, "ALREADY_REMOVED_BILLING_KEY") == 0);
+}
+
+/*
+ * Delete the customer's billing key at Toss and mark it deleted.  DELETE is
+ * idempotent by itself, so an ambiguous reply is simply retried once; a key
+ * Toss no longer knows counts as deleted.
+ */
+static void
+job_delete_key(const TossJob *job, TossJobResult *result)
+{
+	MemoryContext job_cxt = CurrentMemoryContext;
+	TossBillingKeyRef ref;
+	char	   *billing_key;
+	char	   *auth;
+	TossEndpoint ep;
+	TossReply	reply;
+	bool		ok;
+
+	begin_tx();
+	MemoryContextSwitchTo(job_cxt);
+	toss_store_delete_intent(job->customer_key, &ref);
+	billing_key = toss_decrypt_billing_key(ref.sealed, ref.billing_key_id);
+	auth = toss_authorization_header(ref.merchant);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+
+	fill_endpoint(job, &ep, auth);
+	toss_api_delete_billing_key(&ep, billing_key, &reply);
+	if (!(reply.http.failure == TOSS_HTTP_OK && reply.http.status < 500))
+		toss_api_delete_billing_key(&ep, billing_key, &reply);
+	toss_wipe_string(billing_key);
+	toss_wipe_string(auth);
+
+	ok = (reply.http.failure == TOSS_HTTP_OK && reply.http.status >= 200 &&
+		  reply.http.status < 300) || already_gone(&reply);
+	if (!ok)
+	{
+		if (reply.is_error && reply.http.status < 500)
+			set_toss_error(result, &reply, false);
+		else
+			set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+					  pstrdup("the outcome of the billing key deletion is unknown"),
+					  psprintf("No definitive answer arrived from Toss (%s). The key stays active.",
+							   toss_describe_reply(&reply)),
+					  pstrdup("Call toss_billing.toss_delete_billing_key() again: deleting is idempotent."));
+		return;
+	}
+	begin_tx();
+	toss_store_key_deleted(ref.billing_key_id,
+						   already_gone(&reply) ? "already removed at Toss" : "deleted at the merchant's request");
+	MemoryContextSwitchTo(job_cxt);
+	result->ok = true;
+	result->payload = toss_store_billing_key_info(ref.billing_key_id);
+	commit_tx();
+	MemoryContextSwitchTo(job_cxt);
+}
+
 void
 toss_job_execute(const TossJob *job, TossJobResult *result)
 {
 	memset(result, 0, sizeof(*result));
-	if (job->kind == TOSS_JOB_ISSUE)
-		job_issue(job, result);
-	else
-		job_charge(job, result);
+	switch (job->kind)
+	{
+		case TOSS_JOB_ISSUE:
+			job_issue(job, result);
+			break;
+		case TOSS_JOB_CHARGE:
+			job_charge(job, result);
+			break;
+		case TOSS_JOB_CANCEL:
+			job_cancel(job, result);
+			break;
+		case TOSS_JOB_DELETE_KEY:
+			job_delete_key(job, result);
+			break;
+	}
 }

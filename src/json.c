@@ -61,6 +61,12 @@ toss_json_is_object(TossJson *doc)
 	return doc != NULL && cJSON_IsObject(doc->root);
 }
 
+bool
+toss_json_is_array(TossJson *doc)
+{
+	return doc != NULL && cJSON_IsArray(doc->root);
+}
+
 /* Follow a dot-separated path of object keys; NULL if absent. */
 static cJSON *
 lookup(TossJson *doc, const char *path)
@@ -207,4 +213,32 @@ toss_json_build(const TossJsonField *fields, int nfields)
 		printed = cJSON_PrintUnformatted(obj);
 	cJSON_Delete(obj);
 	return copy_printed(printed);
+}
+
+/* Item i of a top-level array, as JSON text; NULL past the end or if not an array. */
+char *
+toss_json_array_item(TossJson *doc, int i)
+{
+	cJSON	   *item;
+
+	if (doc == NULL || !cJSON_IsArray(doc->root))
+		return NULL;
+	item = cJSON_GetArrayItem(doc->root, i);
+	if (item == NULL)
+		return NULL;
+	return copy_printed(cJSON_PrintUnformatted(item));
+}
+
+/* A string field of item i of a top-level array; NULL if absent. */
+char *
+toss_json_array_item_text(TossJson *doc, int i, const char *key)
+{
+	cJSON	   *item;
+	cJSON	   *field;
+
+	if (doc == NULL || !cJSON_IsArray(doc->root))
+		return NULL;
+	item = cJSON_GetArrayItem(doc->root, i);
+	field = item ? cJSON_GetObjectItemCaseSensitive(item, key) : NULL;
+	return cJSON_IsString(field) ? pstrdup(field->valuestring) : NULL;
 }

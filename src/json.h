@@ -23,10 +23,13 @@ typedef struct TossJsonField
 
 extern TossJson *toss_json_parse(const char *text, size_t len);
 extern bool toss_json_is_object(TossJson *doc);
+extern bool toss_json_is_array(TossJson *doc);
 extern char *toss_json_text(TossJson *doc, const char *path);
 extern bool toss_json_int64(TossJson *doc, const char *path, int64 *out);
 extern bool toss_json_bool(TossJson *doc, const char *path, bool *out);
 extern char *toss_json_raw(TossJson *doc, const char *path);
+extern char *toss_json_array_item(TossJson *doc, int i);
+extern char *toss_json_array_item_text(TossJson *doc, int i, const char *key);
 extern char *toss_json_build(const TossJsonField *fields, int nfields);
 
 #endif

@@ -49,10 +49,20 @@ PG_FUNCTION_INFO_V1(toss_run_due);
 #define BACKOFF_START_MS 1000
 #define BACKOFF_MAX_MS 30000
 
+/* What an item's next Toss call is. */
+typedef enum ItemPhase
+{
+	PHASE_CHARGE,				/* a new attempt: POST */
+	PHASE_LOOKUP,				/* an unknown attempt: GET by order id */
+	PHASE_REPOST				/* Toss has no record: POST again, same key */
+} ItemPhase;
+
 /* One claimed attempt, from claim to committed outcome. */
 typedef struct RunItem
 {
 	MemoryContext cxt;
+	ItemPhase	phase;
+	TimestampTz created_at;		/* recovery: when the attempt was recorded */
 	int64		payment_id;
 	char	   *order_id;
 	int64		amount;
@@ -96,6 +106,7 @@ typedef struct Runner
 	int			flush_every;	/* outcomes per outcome transaction */
 	bool		exhausted;		/* nothing more is due */
 	int64		claimed,
+				resolved,
 				done,
 				failed,
 				unknown,
@@ -206,35 +217,53 @@ make_item(Runner *r, HeapTuple tup, TupleDesc desc)
 }
 
 /*
- * Claim up to n due periods and commit the intents.  Everything that can
- * fail (decryption, the secret key file) happens before the commit, so a
- * failed claim records nothing.
+ * Run a claiming query (new attempts, or unknown ones to resolve) and queue
+ * what it returns; commit.  Everything that can fail (decryption, the secret
+ * key file) happens before the commit, so a failed claim records nothing.
+ * Returns the number of rows claimed.
  */
-static void
-claim(Runner *r, int n)
+static uint64
+claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 {
 	Oid			argtype = INT4OID;
 	Datum		arg = Int32GetDatum(n);
-	int			rc;
+	uint64		got;
 
-	rc = SPI_execute_with_args("SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
-							   "tax_free_amount, order_name, customer_email, customer_name, "
-							   "billing_key_id, merchant, encrypted_key "
-							   "FROM toss_billing._claim_due($1)",
-							   1, &argtype, &arg, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "toss_billing._claim_due failed: %d", rc);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "toss_billing: claiming query failed");
+	got = SPI_processed;
+	for (uint64 i = 0; i < got; i++)
 	{
-		RunItem    *it = make_item(r, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RunItem    *it = make_item(r, tup, desc);
 
+		it->phase = phase;
+		if (desc->natts >= 13)
+		{
+			bool		isnull;
+
+			it->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 13, &isnull));
+		}
 		dlist_push_tail(&r->queue, &it->node);
 		r->queued++;
 	}
-	r->claimed += SPI_processed;
-	if (SPI_processed < (uint64) n)
-		r->exhausted = true;
 	SPI_commit();
+	return got;
+}
+
+/* Claim up to n due periods: each becomes an in_flight attempt, committed. */
+static void
+claim(Runner *r, int n)
+{
+	uint64		got = claim_rows(r, "SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
+								 "tax_free_amount, order_name, customer_email, customer_name, "
+								 "billing_key_id, merchant, encrypted_key "
+								 "FROM toss_billing._claim_due($1)", n, PHASE_CHARGE);
+
+	r->claimed += got;
+	if (got < (uint64) n)
+		r->exhausted = true;
 }
 
 /* Token bucket: may another call start now? */
@@ -269,6 +298,15 @@ send_queued(Runner *r)
 
 		r->queued--;
 		ep.authorization = it->authorization;
+		if (it->phase == PHASE_LOOKUP)
+		{
+			MemoryContext old = MemoryContextSwitchTo(it->cxt);
+
+			toss_api_get_request(&ep, toss_api_payment_by_order_url(&ep, it->order_id), &req);
+			MemoryContextSwitchTo(old);
+			toss_http_batch_add(r->batch, &req, it);
+			continue;
+		}
 		toss_api_charge_request(&ep, it->url, it->idempotency_key, it->body, &req);
 		toss_http_batch_add(r->batch, &req, it);
 		/* curl keeps its own copy of the URL */
@@ -297,6 +335,37 @@ note_throttle(Runner *r, bool throttled)
 	r->backoff_until = now_s() + r->backoff_ms / 1000.0;
 }
 
+/* Toss keeps an Idempotency-Key for 15 days; stop re-posting an hour before. */
+#define IDEMPOTENCY_WINDOW_USEC ((int64) (15 * 24 - 1) * 3600 * USECS_PER_SEC)
+
+/*
+ * Recovery: the lookup of an unknown attempt came back.  Settled, or Toss has
+ * no record: then the very same request is posted again with the same
+ * Idempotency-Key while Toss still keeps that key (a request that did reach
+ * Toss is answered from its cache, one that did not is made now), and after
+ * the window the attempt is known to have made nothing.
+ */
+static bool
+judge_lookup(Runner *r, RunItem *it)
+{
+	if (toss_judge_recovery(&it->reply, it->amount, &it->verdict))
+		return true;
+	if (GetCurrentTimestamp() - it->created_at < IDEMPOTENCY_WINDOW_USEC)
+	{
+		it->phase = PHASE_REPOST;
+		dlist_push_head(&r->queue, &it->node);
+		r->queued++;
+		return false;
+	}
+	it->verdict.outcome.state = "failed";
+	it->verdict.outcome.http_status = it->reply.http.status;
+	it->verdict.outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
+	it->verdict.outcome.failure_code = "NOT_FOUND_AT_TOSS";
+	it->verdict.outcome.failure_message =
+		"Toss has no record of this order after its 15-day idempotency window; nothing was charged.";
+	return true;
+}
+
 /* Judge finished calls; wait up to wait_ms for the first one. */
 static void
 collect(Runner *r, int wait_ms)
@@ -309,16 +378,22 @@ collect(Runner *r, int wait_ms)
 		RunItem    *it = (RunItem *) tag;
 		MemoryContext old = MemoryContextSwitchTo(it->cxt);
 		TossEndpoint ep = r->ep;
+		bool		finished = true;
 
+		memset(&it->reply, 0, sizeof(it->reply));
 		it->reply.http = resp;
 		it->reply.http.body = pstrdup(resp.body);
 		pfree(resp.body);
 		toss_reply_read(&it->reply);
 		note_throttle(r, is_throttle(&it->reply));
 		ep.authorization = it->authorization;
-		toss_judge_charge(&ep, it->order_id, it->amount, &it->reply, &it->lookup, &it->verdict);
+		if (it->phase == PHASE_LOOKUP)
+			finished = judge_lookup(r, it);
+		else
+			toss_judge_charge(&ep, it->order_id, it->amount, &it->reply, &it->lookup, &it->verdict);
 		MemoryContextSwitchTo(old);
-		r->finished[r->nfinished++] = it;
+		if (finished)
+			r->finished[r->nfinished++] = it;
 		wait_ms = 0;
 	}
 }
@@ -525,6 +600,59 @@ run(Runner *r)
 	}
 }
 
+/* Drive queued and running calls until none is left, recording outcomes. */
+static void
+drain(Runner *r)
+{
+	while (r->queued > 0 || toss_http_batch_running(r->batch) > 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		send_queued(r);
+		collect(r, 20);
+		send_queued(r);
+		if (should_flush(r))
+			flush(r);
+	}
+	flush(r);
+}
+
+/*
+ * Recovery, before any new charge: attempts left in_flight by a crash or a
+ * killed process become unknown, and unknown attempts are resolved by
+ * looking the order up (see judge_lookup).  Each unknown attempt is taken at
+ * most once per run (_claim_unknown backs it off).
+ */
+static void
+recover(Runner *r)
+{
+	Oid			argtype = INTERVALOID;
+	Interval	stale = {0};
+	Datum		arg;
+
+	stale.time = (2 * (int64) toss_timeout_ms + 60000) * 1000;
+	arg = IntervalPGetDatum(&stale);
+	if (SPI_execute_with_args("SELECT toss_billing._mark_stale($1)", 1, &argtype, &arg, NULL,
+							  false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "toss_billing._mark_stale failed");
+	SPI_commit();
+
+	while (ms_since(r->started) < r->budget_ms)
+	{
+		int			n = 2 * r->max_concurrency;
+		uint64		got;
+
+		CHECK_FOR_INTERRUPTS();
+		got = claim_rows(r, "SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
+						 "tax_free_amount, order_name, customer_email, customer_name, "
+						 "billing_key_id, merchant, encrypted_key, created_at "
+						 "FROM toss_billing._claim_unknown($1)", n, PHASE_LOOKUP);
+		r->resolved += got;
+		drain(r);
+		if (got < (uint64) n)
+			break;
+	}
+}
+
 static double
 interval_ms(Interval *iv)
 {
@@ -559,9 +687,10 @@ toss_run_due(PG_FUNCTION_ARGS)
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	init_runner(&r, max_charges, budget_ms);
+	recover(&r);
 	run(&r);
 
-	values[0] = Int64GetDatum(r.claimed);
+	values[0] = Int64GetDatum(r.claimed + r.resolved);
 	values[1] = Int64GetDatum(r.done);
 	values[2] = Int64GetDatum(r.failed);
 	values[3] = Int64GetDatum(r.unknown);

@@ -293,3 +293,155 @@ toss_store_charge_outcome(int64 payment_id, const TossChargeOutcome *o)
 		"FROM r WHERE p.id = $1", &a, SPI_OK_UPDATE);
 	SPI_finish();
 }
+
+/* ---- billing key lookup hashes (0.3.0 and later) ---- */
+
+static bool
+has_key_hash_column(void)
+{
+	Args		a = {0};
+	bool		has;
+
+	SPI_connect();
+	has = run("SELECT 1 FROM pg_catalog.pg_attribute "
+			  "WHERE attrelid = 'toss_billing.billing_keys'::pg_catalog.regclass "
+			  "AND attname = 'key_hash' AND NOT attisdropped", &a, SPI_OK_SELECT) == 1;
+	SPI_finish();
+	return has;
+}
+
+/* Store a key's lookup hash; a no-op under SQL versions without the column. */
+void
+toss_store_key_hash(int64 id, bytea *hash)
+{
+	Args		a = {0};
+
+	if (!has_key_hash_column())
+		return;
+	SPI_connect();
+	arg_int8(&a, id);
+	arg_bytea(&a, hash);
+	run("UPDATE toss_billing.billing_keys SET key_hash = $2 WHERE id = $1", &a, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+/* Sealed keys that have no lookup hash yet, as (ids, sealed) in the caller's context. */
+int
+toss_store_keys_without_hash(int64 **ids, bytea ***sealed)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	int			n;
+
+	SPI_connect();
+	run("SELECT id, encrypted_key FROM toss_billing.billing_keys "
+		"WHERE key_hash IS NULL AND encrypted_key IS NOT NULL ORDER BY id", &a, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*ids = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
+	*sealed = MemoryContextAlloc(outer, sizeof(bytea *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		(*ids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		(*sealed)[i] = (bytea *) PG_DETOAST_DATUM_COPY(d);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return n;
+}
+
+/* ---- refunds ---- */
+
+void
+toss_store_cancel_intent(const char *payment, const char *reason, bool has_amount,
+						 int64 amount, const char *requested_by, TossCancelIntent *out)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	SPI_connect();
+	arg_text(&a, payment);
+	arg_text(&a, reason);
+	arg_int8(&a, amount);
+	if (!has_amount)
+		a.nulls[a.n - 1] = 'n';
+	arg_text(&a, requested_by);
+	if (run("SELECT cancel_id, payment_key, idempotency_key, merchant, cancel_amount "
+			"FROM toss_billing._cancel_intent($1, $2, $3, $4::name)", &a, SPI_OK_SELECT) != 1)
+		elog(ERROR, "toss_billing._cancel_intent returned no row");
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	out->cancel_id = first_int8(1);
+	out->payment_key = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 2));
+	out->idempotency_key = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 3));
+	out->merchant = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
+	out->amount = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	out->full = isnull;
+	SPI_finish();
+}
+
+void
+toss_store_cancel_outcome(int64 cancel_id, const TossChargeOutcome *o)
+{
+	Args		a = {0};
+
+	SPI_connect();
+	arg_int8(&a, cancel_id);
+	arg_text(&a, o->state);
+	arg_int8(&a, o->http_status);
+	arg_text(&a, o->failure_class);
+	arg_text(&a, o->failure_code);
+	arg_text(&a, o->failure_message);
+	arg_text(&a, o->payment_json);
+	run("SELECT toss_billing._cancel_outcome($1, $2, NULLIF($3, 0)::integer, $4, $5, $6, $7::jsonb)",
+		&a, SPI_OK_SELECT);
+	SPI_finish();
+}
+
+/* ---- billing key deletion ---- */
+
+void
+toss_store_delete_intent(const char *customer_key, TossBillingKeyRef *ref)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	bool		isnull;
+	Datum		d;
+
+	SPI_connect();
+	arg_text(&a, customer_key);
+	if (run("SELECT billing_key_id, merchant, encrypted_key FROM toss_billing._delete_intent($1)",
+			&a, SPI_OK_SELECT) != 1)
+		elog(ERROR, "toss_billing._delete_intent returned no row");
+	ref->billing_key_id = first_int8(1);
+	ref->merchant = MemoryContextStrdup(outer,
+										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	if (isnull)
+		elog(ERROR, "billing key " INT64_FORMAT " has no sealed key", ref->billing_key_id);
+	{
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		ref->sealed = (bytea *) PG_DETOAST_DATUM_COPY(d);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+void
+toss_store_key_deleted(int64 billing_key_id, const char *reason)
+{
+	Args		a = {0};
+
+	SPI_connect();
+	arg_int8(&a, billing_key_id);
+	arg_text(&a, reason);
+	run("SELECT toss_billing._billing_key_deleted($1, $2)", &a, SPI_OK_SELECT);
+	SPI_finish();
+}

@@ -50,6 +50,16 @@ typedef struct TossCardSummary
 	const char *authenticated_at;
 } TossCardSummary;
 
+typedef struct TossCancelIntent
+{
+	int64		cancel_id;
+	char	   *payment_key;
+	char	   *idempotency_key;
+	char	   *merchant;
+	bool		full;			/* cancel the whole remaining balance */
+	int64		amount;			/* when !full */
+} TossCancelIntent;
+
 extern int64 toss_store_customer_id(const char *customer_key);
 extern int64 toss_store_issue_intent(int64 customer_id, const char *merchant,
 									 const char *idempotency_key);
@@ -65,5 +75,14 @@ extern int64 toss_store_charge_intent(const TossBillingKeyRef *ref,
 									  const TossChargeIntent *intent);
 extern void toss_store_charge_outcome(int64 payment_id,
 									  const TossChargeOutcome *outcome);
+
+extern void toss_store_key_hash(int64 id, bytea *hash);
+extern int	toss_store_keys_without_hash(int64 **ids, bytea ***sealed);
+extern void toss_store_cancel_intent(const char *payment, const char *reason, bool has_amount,
+									 int64 amount, const char *requested_by,
+									 TossCancelIntent *out);
+extern void toss_store_cancel_outcome(int64 cancel_id, const TossChargeOutcome *outcome);
+extern void toss_store_delete_intent(const char *customer_key, TossBillingKeyRef *ref);
+extern void toss_store_key_deleted(int64 billing_key_id, const char *reason);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "toss_api.h"
 
 static void
@@ -37,6 +38,8 @@ toss_reply_read(TossReply *reply)
 	if (reply->http.failure != TOSS_HTTP_OK)
 		return;
 	reply->doc = toss_json_parse(reply->http.body, reply->http.body_len);
+	if (toss_json_is_array(reply->doc))
+		return;					/* a list (transactions): no error fields */
 	if (!toss_json_is_object(reply->doc))
 	{
 		reply->doc = NULL;
@@ -50,7 +53,7 @@ toss_reply_read(TossReply *reply)
 	}
 }
 
-/* A 2xx response whose body is a JSON object. */
+/* A 2xx response whose body is a JSON object (or a list). */
 bool
 toss_reply_ok(const TossReply *reply)
 {
@@ -111,12 +114,76 @@ toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
 	pfree(url);
 }
 
+char *
+toss_api_payment_by_order_url(const TossEndpoint *ep, const char *order_id)
+{
+	return psprintf("%s/v1/payments/orders/%s", ep->api_url, toss_url_escape_segment(order_id));
+}
+
+/* A GET request for a batch (or toss_http_perform). */
+void
+toss_api_get_request(const TossEndpoint *ep, const char *url, TossHttpRequest *req)
+{
+	toss_api_charge_request(ep, url, NULL, NULL, req);
+	req->method = "GET";
+}
+
 void
 toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
 						  TossReply *reply)
 {
-	char	   *url = psprintf("%s/v1/payments/orders/%s", ep->api_url,
-							   toss_url_escape_segment(order_id));
+	call(ep, "GET", toss_api_payment_by_order_url(ep, order_id), NULL, NULL, reply);
+}
+
+void
+toss_api_payment(const TossEndpoint *ep, const char *payment_key, TossReply *reply)
+{
+	char	   *url = psprintf("%s/v1/payments/%s", ep->api_url,
+							   toss_url_escape_segment(payment_key));
 
 	call(ep, "GET", url, NULL, NULL, reply);
+}
+
+void
+toss_api_cancel(const TossEndpoint *ep, const char *idempotency_key,
+				const char *payment_key, const char *reason, bool full,
+				int64 amount, TossReply *reply)
+{
+	TossJsonField fields[] = {
+		{"cancelReason", TOSS_JSON_STRING, reason},
+		{"cancelAmount", TOSS_JSON_INT64, NULL, amount},
+	};
+	char	   *body = toss_json_build(fields, full ? 1 : 2);
+	char	   *url = psprintf("%s/v1/payments/%s/cancel", ep->api_url,
+							   toss_url_escape_segment(payment_key));
+
+	call(ep, "POST", url, idempotency_key, body, reply);
+}
+
+/* DELETE /v1/billing/{billingKey}; the URL holds the key and is wiped. */
+void
+toss_api_delete_billing_key(const TossEndpoint *ep, const char *billing_key,
+							TossReply *reply)
+{
+	char	   *url = toss_api_charge_url(ep, billing_key);
+
+	call(ep, "DELETE", url, NULL, NULL, reply);
+	explicit_bzero(url, strlen(url));
+	pfree(url);
+}
+
+/* GET /v1/transactions for one page; dates are Toss's local time, no offset. */
+void
+toss_api_transactions(const TossEndpoint *ep, const char *start_date, const char *end_date,
+					  const char *starting_after, int limit, TossReply *reply)
+{
+	StringInfoData url;
+
+	initStringInfo(&url);
+	appendStringInfo(&url, "%s/v1/transactions?startDate=%s&endDate=%s&limit=%d",
+					 ep->api_url, toss_url_escape_segment(start_date),
+					 toss_url_escape_segment(end_date), limit);
+	if (starting_after)
+		appendStringInfo(&url, "&startingAfter=%s", toss_url_escape_segment(starting_after));
+	call(ep, "GET", url.data, NULL, NULL, reply);
 }

@@ -34,6 +34,17 @@ extern void toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
 							TossReply *reply);
 extern void toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
 									  TossReply *reply);
+extern char *toss_api_payment_by_order_url(const TossEndpoint *ep, const char *order_id);
+extern void toss_api_get_request(const TossEndpoint *ep, const char *url, TossHttpRequest *req);
+extern void toss_api_payment(const TossEndpoint *ep, const char *payment_key, TossReply *reply);
+extern void toss_api_cancel(const TossEndpoint *ep, const char *idempotency_key,
+							const char *payment_key, const char *reason, bool full,
+							int64 amount, TossReply *reply);
+extern void toss_api_delete_billing_key(const TossEndpoint *ep, const char *billing_key,
+										TossReply *reply);
+extern void toss_api_transactions(const TossEndpoint *ep, const char *start_date,
+								  const char *end_date, const char *starting_after,
+								  int limit, TossReply *reply);
 extern bool toss_reply_ok(const TossReply *reply);
 extern void toss_reply_read(TossReply *reply);
 extern char *toss_api_charge_url(const TossEndpoint *ep, const char *billing_key);

@@ -12,7 +12,9 @@
 typedef enum TossJobKind
 {
 	TOSS_JOB_ISSUE,
-	TOSS_JOB_CHARGE
+	TOSS_JOB_CHARGE,
+	TOSS_JOB_CANCEL,
+	TOSS_JOB_DELETE_KEY
 } TossJobKind;
 
 typedef struct TossJob
@@ -37,6 +39,10 @@ typedef struct TossJob
 	bool		has_customer_email;
 	char		customer_name[408];
 	bool		has_customer_name;
+	/* cancel: payment key or order id, reason, amount (has_amount: partial) */
+	char		payment[208];
+	char		reason[808];
+	bool		has_amount;
 } TossJob;
 
 /* What the worker sends back. */
