@@ -53,6 +53,18 @@ arg_bytea(Args *a, bytea *b)
 	a->n++;
 }
 
+/* An outcome as six arguments: state, http_status, class, code, message, JSON. */
+static void
+arg_outcome(Args *a, const TossChargeOutcome *o)
+{
+	arg_text(a, o->state);
+	arg_int8(a, o->http_status);
+	arg_text(a, o->failure_class);
+	arg_text(a, o->failure_code);
+	arg_text(a, o->failure_message);
+	arg_text(a, o->payment_json);
+}
+
 /* Run a statement; returns the number of rows processed. */
 static uint64
 run(const char *sql, Args *a, int expected)
@@ -271,12 +283,7 @@ toss_store_charge_outcome(int64 payment_id, const TossChargeOutcome *o)
 
 	SPI_connect();
 	arg_int8(&a, payment_id);
-	arg_text(&a, o->state);
-	arg_int8(&a, o->http_status);
-	arg_text(&a, o->failure_class);
-	arg_text(&a, o->failure_code);
-	arg_text(&a, o->failure_message);
-	arg_text(&a, o->payment_json);
+	arg_outcome(&a, o);
 	run("WITH r AS (SELECT $7::jsonb AS j) "
 		"UPDATE toss_billing.payments p SET state = $2, "
 		"http_status = NULLIF($3, 0)::integer, failure_class = $4, "
@@ -393,12 +400,7 @@ toss_store_cancel_outcome(int64 cancel_id, const TossChargeOutcome *o)
 
 	SPI_connect();
 	arg_int8(&a, cancel_id);
-	arg_text(&a, o->state);
-	arg_int8(&a, o->http_status);
-	arg_text(&a, o->failure_class);
-	arg_text(&a, o->failure_code);
-	arg_text(&a, o->failure_message);
-	arg_text(&a, o->payment_json);
+	arg_outcome(&a, o);
 	run("SELECT toss_billing._cancel_outcome($1, $2, NULLIF($3, 0)::integer, $4, $5, $6, $7::jsonb)",
 		&a, SPI_OK_SELECT);
 	SPI_finish();

@@ -45,11 +45,21 @@ emu_post('/__emulator/faults', { match => { method => 'POST', pathPrefix => '/v1
 emu_post('/__emulator/faults', { match => { method => 'POST', pathPrefix => '/v1/billing/' },
 	fault => { latencyMs => 50 } });
 
-# crash loop
+sub work_left
+{
+	return $node->safe_psql('postgres', q{
+		SELECT (SELECT count(*) FROM toss_billing.subscriptions
+		         WHERE next_charge_at <= toss_billing.now() AND status IN ('active', 'past_due'))
+		     + (SELECT count(*) FROM toss_billing.payments WHERE state IN ('in_flight', 'unknown'))});
+}
+
+# crash loop: until enough crashes AND the work is done, under the faults
 my ($kills, $stops) = (0, 0);
 my $deadline = time + 240;
-while ($kills + $stops < $crashes_wanted && time < $deadline)
+while (($kills + $stops < $crashes_wanted || work_left() > 0) && time < $deadline)
 {
+	$node->safe_psql('postgres', 'SELECT toss_billing.resolve_unknown_now()')
+	  if $kills + $stops >= $crashes_wanted;
 	my $bg = $node->background_psql('postgres', on_error_stop => 0);
 	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
 	$bg->query_until(qr/go/, "\\echo go\nCALL toss_billing.run_due(time_budget => '30 seconds');\n");
@@ -80,6 +90,9 @@ note("crashes: $kills kill -9 of the runner, $stops immediate stops");
 # faults off; recover until nothing is left to do (bounded)
 my $faults = 0;
 $faults += $_->{hits} // 0 for grep { $_->{rate} } @{ emu_get('/__emulator/faults') };
+my $requests = emu_get('/__emulator/stats')->{requests};
+note(sprintf('%d faults in %d Toss API requests (%.1f%%)', $faults, $requests,
+	100 * $faults / ($requests || 1)));
 HTTP::Tiny->new->request('DELETE', "$url/__emulator/faults");
 # transient failures retry after the dunning policy's short delay, and the
 # operator, knowing Toss is healthy again, lifts the lookups' backoff
@@ -145,4 +158,4 @@ cmp_ok($faults, '>', 0, "the emulator injected $faults faults");
 $node->stop;
 $emulator->kill_kill;
 done_testing();
-diag("CHAOS subscriptions=$subscriptions crashes=$crashes faults=$faults charges=$charges duplicates=$duplicates missing=$missing");
+diag("CHAOS subscriptions=$subscriptions crashes=$crashes faults=$faults requests=$requests charges=$charges duplicates=$duplicates missing=$missing");
