@@ -21,6 +21,9 @@ override with_llvm := no
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+# Every object depends on every header: a struct shared with the worker must
+# never be compiled in two sizes.
+$(OBJS): $(wildcard src/*.h)
 else
 all:
 	@echo "PostgreSQL server headers are missing: run 'make deps' (or 'make test' / 'make demo', which do it)." >&2

@@ -117,6 +117,8 @@ CREATE TABLE toss_billing.cancels (
     response          jsonb,
     caller_pid        integer DEFAULT pg_catalog.pg_backend_pid(),
     caller_started_at timestamptz DEFAULT toss_billing._backend_start(),
+    resolve_attempts  integer NOT NULL DEFAULT 0,
+    next_resolve_at   timestamptz,
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT cancels_outside_toss_cancel_done CHECK (idempotency_key IS NOT NULL OR state OPERATOR(pg_catalog.=) 'done')
@@ -1493,6 +1495,36 @@ BEGIN
 END;
 $$;
 
+-- Unknown cancels, for the runner: each is replayed with its own
+-- Idempotency-Key and request (Toss answers a cancel it made from its cache
+-- and makes one it never received), within the key's 15 days.  Backs off like
+-- _claim_unknown so concurrent runners leave a row alone.
+CREATE FUNCTION toss_billing._claim_unknown_cancels(max_count integer)
+RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text,
+              cancel_amount bigint, reason text, created_at timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    WITH picked AS (
+        SELECT c.id FROM toss_billing.cancels c
+         WHERE c.state OPERATOR(pg_catalog.=) 'unknown' AND c.idempotency_key IS NOT NULL
+           AND (c.next_resolve_at IS NULL OR c.next_resolve_at OPERATOR(pg_catalog.<=) pg_catalog.now())
+         ORDER BY c.id
+         LIMIT max_count
+           FOR UPDATE SKIP LOCKED),
+    bumped AS (
+        UPDATE toss_billing.cancels c
+           SET resolve_attempts = c.resolve_attempts OPERATOR(pg_catalog.+) 1,
+               next_resolve_at = pg_catalog.now() OPERATOR(pg_catalog.+)
+                   LEAST(pg_catalog.make_interval(mins => (2 OPERATOR(pg_catalog.^) LEAST(c.resolve_attempts, 6))::integer),
+                         interval '1 hour')
+          FROM picked WHERE c.id OPERATOR(pg_catalog.=) picked.id
+        RETURNING c.id, c.payment_id, c.idempotency_key, c.requested_amount, c.reason, c.created_at)
+    SELECT b.id, p.payment_key, b.idempotency_key, p.merchant, b.requested_amount, b.reason, b.created_at
+      FROM bumped b JOIN toss_billing.payments p ON p.id OPERATOR(pg_catalog.=) b.payment_id
+     ORDER BY b.id;
+$$;
+
 -- Resolution of unknown attempts backs off (1, 2, 4 … minutes, at most an
 -- hour) so a Toss outage is not hammered.  Once the cause is known to be
 -- gone (Toss is back, the network is fixed), an operator can make every
@@ -1505,8 +1537,13 @@ AS $$
     WITH due AS (
         UPDATE toss_billing.payments p SET next_resolve_at = NULL
          WHERE p.state OPERATOR(pg_catalog.=) 'unknown' AND p.next_resolve_at IS NOT NULL
+        RETURNING 1),
+    due_cancels AS (
+        UPDATE toss_billing.cancels c SET next_resolve_at = NULL
+         WHERE c.state OPERATOR(pg_catalog.=) 'unknown' AND c.next_resolve_at IS NOT NULL
         RETURNING 1)
-    SELECT pg_catalog.count(*)::integer FROM due;
+    SELECT ((SELECT pg_catalog.count(*) FROM due) OPERATOR(pg_catalog.+)
+            (SELECT pg_catalog.count(*) FROM due_cancels))::integer;
 $$;
 
 -- ---------------------------------------------------------------- dump, privileges

@@ -217,3 +217,45 @@ toss_judge_charge(const TossEndpoint *ep, const char *order_id, int64 amount,
 		resolve_by_order(ep, order_id, amount, reply, false, lookup, v);
 }
 
+
+/* ---- cancels ---- */
+
+/* A reply that settles a cancel: the Payment after it, or a definitive error. */
+static bool
+cancel_settled(const TossReply *reply)
+{
+	if (toss_reply_ok(reply))
+		return toss_json_text(reply->doc, "paymentKey") != NULL;
+	return reply->is_error && reply->http.status < 500 &&
+		strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0;
+}
+
+/*
+ * The outcome of a cancel call: done (the Payment after it), failed (a
+ * definitive Toss error; *cls set), or unknown.  Returns whether it settled.
+ */
+bool
+toss_judge_cancel(const TossReply *reply, TossChargeOutcome *o, TossErrorClass *cls)
+{
+	memset(o, 0, sizeof(*o));
+	o->http_status = reply->http.status;
+	if (!cancel_settled(reply))
+	{
+		o->state = "unknown";
+		o->failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+		o->failure_message = toss_describe_reply(reply);
+		return false;
+	}
+	if (toss_reply_ok(reply))
+	{
+		o->state = "done";
+		o->payment_json = reply->http.body;
+		return true;
+	}
+	*cls = toss_classify_code(reply->code, reply->http.status);
+	o->state = "failed";
+	o->failure_class = toss_class_name(*cls);
+	o->failure_code = reply->code;
+	o->failure_message = reply->message;
+	return true;
+}

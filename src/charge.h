@@ -34,6 +34,8 @@ extern void toss_judge_charge(const TossEndpoint *ep, const char *order_id, int6
 							  TossChargeVerdict *v);
 extern bool toss_judge_recovery(const TossReply *lookup, int64 amount,
 								TossChargeVerdict *v);
+extern bool toss_judge_cancel(const TossReply *reply, TossChargeOutcome *o,
+							  TossErrorClass *cls);
 extern const char *toss_class_message(TossErrorClass cls, bool charge);
 extern char *toss_describe_reply(const TossReply *reply);
 

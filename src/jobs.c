@@ -265,16 +265,6 @@ job_charge(const TossJob *job, TossJobResult *result)
 
 /* --------------------------------------------------------------- cancel */
 
-/* A reply that settles a cancel: the Payment after it, or a definitive error. */
-static bool
-cancel_settled(const TossReply *reply)
-{
-	if (toss_reply_ok(reply))
-		return toss_json_text(reply->doc, "paymentKey") != NULL;
-	return reply->is_error && reply->http.status < 500 &&
-		strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0;
-}
-
 /*
  * Refund all or part of a payment.  The cancel is recorded (in_flight, with
  * its Idempotency-Key, after the over-refund check) before the call.  An
@@ -289,7 +279,8 @@ job_cancel(const TossJob *job, TossJobResult *result)
 	char	   *auth;
 	TossEndpoint ep;
 	TossReply	reply;
-	TossChargeOutcome o = {0};
+	TossChargeOutcome o;
+	TossErrorClass cls = TOSS_CLASS_TRANSIENT;
 
 	begin_tx();
 	MemoryContextSwitchTo(job_cxt);
@@ -301,41 +292,28 @@ job_cancel(const TossJob *job, TossJobResult *result)
 
 	fill_endpoint(job, &ep, auth);
 	toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
-	if (!cancel_settled(&reply))
+	if (!toss_judge_cancel(&reply, &o, &cls))
+	{
 		toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
+		toss_judge_cancel(&reply, &o, &cls);
+	}
 	toss_wipe_string(auth);
 
-	o.http_status = reply.http.status;
-	if (toss_reply_ok(&reply) && cancel_settled(&reply))
+	if (strcmp(o.state, "done") == 0)
 	{
-		o.state = "done";
-		o.payment_json = reply.http.body;
 		result->ok = true;
 		result->payload = reply.http.body;
 	}
-	else if (cancel_settled(&reply))
-	{
-		TossErrorClass cls = toss_classify_code(reply.code, reply.http.status);
-
-		o.state = "failed";
-		o.failure_class = toss_class_name(cls);
-		o.failure_code = reply.code;
-		o.failure_message = reply.message;
+	else if (strcmp(o.state, "failed") == 0)
 		set_error(result, toss_class_sqlstate(cls), pstrdup("toss refused the cancel"),
 				  psprintf("Toss answered HTTP %ld with code %s: %s", reply.http.status,
 						   reply.code, reply.message ? reply.message : ""), NULL);
-	}
 	else
-	{
-		o.state = "unknown";
-		o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-		o.failure_message = toss_describe_reply(&reply);
 		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
 				  pstrdup("the outcome of the cancel is unknown"),
 				  psprintf("No definitive answer arrived from Toss, even on an idempotent replay (%s).",
 						   o.failure_message),
-				  pstrdup("The cancel is recorded as unknown; look the payment up before cancelling again."));
-	}
+				  pstrdup("The cancel is recorded as unknown; the runner replays it with the same Idempotency-Key."));
 	begin_tx();
 	toss_store_cancel_outcome(in.cancel_id, &o);
 	commit_tx();

@@ -39,6 +39,7 @@
 
 #include "charge.h"
 #include "crypto.h"
+#include "storage.h"
 #include "errors.h"
 #include "settings.h"
 
@@ -48,6 +49,8 @@ PG_FUNCTION_INFO_V1(toss_run_due);
 #define FLUSH_AFTER_MS 50		/* record outcomes at least this often */
 #define BACKOFF_START_MS 1000
 #define BACKOFF_MAX_MS 30000
+/* Toss keeps an Idempotency-Key for 15 days; stop re-posting an hour before. */
+#define IDEMPOTENCY_WINDOW_USEC ((int64) (15 * 24 - 1) * 3600 * USECS_PER_SEC)
 
 /* What an item's next Toss call is. */
 typedef enum ItemPhase
@@ -335,9 +338,6 @@ note_throttle(Runner *r, bool throttled)
 	r->backoff_until = now_s() + r->backoff_ms / 1000.0;
 }
 
-/* Toss keeps an Idempotency-Key for 15 days; stop re-posting an hour before. */
-#define IDEMPOTENCY_WINDOW_USEC ((int64) (15 * 24 - 1) * 3600 * USECS_PER_SEC)
-
 /*
  * Recovery: the lookup of an unknown attempt came back.  Settled, or Toss has
  * no record: then the very same request is posted again with the same
@@ -617,6 +617,79 @@ drain(Runner *r)
 }
 
 /*
+ * Unknown cancels: each is replayed with its own Idempotency-Key and request
+ * while Toss keeps that key (a cancel Toss made is answered from its cache,
+ * one it never received is made now: either way exactly once).  After the
+ * window the cancel is closed as failed; reconcile shows what Toss did.
+ * Rare, so one at a time.
+ */
+static void
+recover_cancels(Runner *r)
+{
+	const int	n = 16;
+
+	while (ms_since(r->started) < r->budget_ms)
+	{
+		MemoryContext tmp = AllocSetContextCreate(r->cxt, "toss_billing cancel recovery",
+												  ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(tmp);
+		Oid			argtype = INT4OID;
+		Datum		arg = Int32GetDatum(n);
+		uint64		got;
+		HeapTuple  *rows;
+		TupleDesc	desc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (SPI_execute_with_args("SELECT cancel_id, payment_key, idempotency_key, merchant, "
+								  "cancel_amount, reason, created_at "
+								  "FROM toss_billing._claim_unknown_cancels($1)",
+								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "toss_billing._claim_unknown_cancels failed");
+		got = SPI_processed;
+		desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		rows = palloc(sizeof(HeapTuple) * Max(got, 1));
+		for (uint64 i = 0; i < got; i++)
+			rows[i] = heap_copytuple(SPI_tuptable->vals[i]);
+		SPI_commit();
+
+		for (uint64 i = 0; i < got; i++)
+		{
+			bool		amount_null,
+						isnull;
+			int64		amount = DatumGetInt64(SPI_getbinval(rows[i], desc, 5, &amount_null));
+			TimestampTz created = DatumGetTimestampTz(SPI_getbinval(rows[i], desc, 7, &isnull));
+			TossChargeOutcome o;
+			TossErrorClass cls;
+
+			CHECK_FOR_INTERRUPTS();
+			if (GetCurrentTimestamp() - created < IDEMPOTENCY_WINDOW_USEC)
+			{
+				TossEndpoint ep = r->ep;
+				TossReply	reply;
+
+				ep.authorization = merchant_auth(r, SPI_getvalue(rows[i], desc, 4));
+				toss_api_cancel(&ep, SPI_getvalue(rows[i], desc, 3), SPI_getvalue(rows[i], desc, 2),
+								SPI_getvalue(rows[i], desc, 6), amount_null, amount, &reply);
+				toss_judge_cancel(&reply, &o, &cls);
+			}
+			else
+			{
+				memset(&o, 0, sizeof(o));
+				o.state = "failed";
+				o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+				o.failure_message = "not confirmed within Toss's 15-day idempotency window; reconcile shows what Toss did";
+			}
+			toss_store_cancel_outcome(DatumGetInt64(SPI_getbinval(rows[i], desc, 1, &isnull)), &o);
+		}
+		SPI_commit();
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(tmp);
+		if (got < (uint64) n)
+			break;
+	}
+}
+
+/*
  * Recovery, before any new charge: attempts left in_flight by a crash or a
  * killed process become unknown, and unknown attempts are resolved by
  * looking the order up (see judge_lookup).  Each unknown attempt is taken at
@@ -651,6 +724,7 @@ recover(Runner *r)
 		if (got < (uint64) n)
 			break;
 	}
+	recover_cancels(r);
 }
 
 static double
