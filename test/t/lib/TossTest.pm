@@ -20,6 +20,10 @@ our $SECRET = 'test_sk_tap000000000000000001';
 my $http = HTTP::Tiny->new(timeout => 30);
 my $json = JSON::PP->new->canonical;
 my $emulator_url;
+my $emulator_harness;
+
+# A test that dies half-way must not leave its emulator running.
+END { $emulator_harness->kill_kill if $emulator_harness && $emulator_harness->pumpable; }
 
 sub start_emulator
 {
@@ -35,6 +39,7 @@ sub start_emulator
 		select(undef, undef, undef, 0.05);
 	}
 	$emulator_url = "http://$addr";
+	$emulator_harness = $h;
 	return ($emulator_url, $h);
 }
 
