@@ -1,5 +1,8 @@
 /*
- * functions.c — the SQL-callable entry points.
+ * functions.c — the SQL-callable entry points that change something at
+ * Toss: toss_issue_billing_key, toss_charge, toss_cancel and
+ * toss_delete_billing_key.  (Read-only calls are in lookups.c, the runner in
+ * runner.c.)
  *
  * Each function validates its arguments (every rule is checked here, before
  * any worker starts, so bad input costs nothing and records nothing), fills a

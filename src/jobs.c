@@ -1,11 +1,13 @@
 /*
- * jobs.c — the bodies of toss_billing's jobs, run inside the worker.
+ * jobs.c — the bodies of toss_billing's jobs, run inside the worker:
+ * issuing a billing key, a charge, a cancel (refund) and a key deletion.
  *
  * Transactions: each job runs an "intent" transaction that validates
  * everything (customer, billing key, secret key) and records the attempt
  * before any HTTP call, then commits; the HTTP call runs outside any
  * transaction; an "outcome" transaction records what Toss said.  A crash in
- * between leaves the attempt in_flight/pending, never missing.
+ * between leaves the attempt in_flight/pending, never missing.  (Deleting a
+ * key records nothing first: DELETE is idempotent by itself.)
  *
  * Memory: the worker's job context is current outside transactions; values
  * that must survive a commit are copied there.  The plaintext billing key and
