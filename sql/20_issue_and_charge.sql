@@ -72,3 +72,14 @@ UPDATE toss_billing.billing_keys SET encrypted_key = (
 SELECT toss_billing.toss_charge('cust-happy', 1000, '추가 결제', 'order-happy-0003');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM toss_billing.payments WHERE order_id = 'order-happy-0003';
+
+-- a trailing slash on toss_billing.api_url is dropped before paths are appended
+\getenv emu EMULATOR_URL
+SELECT customer_key FROM toss_billing.create_customer(NULL, NULL, 'cust-slash');
+\set ak `$TB_TEST/emu authkey cust-slash`
+SELECT set_config('toss_billing.api_url', :'emu' || '/', false) LIKE '%/' AS trailing_slash;
+SELECT status FROM toss_billing.toss_issue_billing_key('cust-slash', :'ak');
+SELECT status FROM toss_billing.toss_charge('cust-slash', 1000, '추가 결제', 'order-slash-0001');
+\set req `$TB_TEST/emu last-request`
+SELECT (:'req'::jsonb)->>'rawPath' ~ '^/v1/billing/[^/]+$' AS single_slash_path;
+RESET toss_billing.api_url;

@@ -172,10 +172,7 @@ init_job(TossJob *job, TossJobKind kind, const char *customer_key)
 	job->owner_id = extension_owner();
 	check_owner_can_log_in(job->owner_id);
 	strlcpy(job->requested_by, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
-	copy_field(job->api_url, sizeof(job->api_url), toss_api_url, "toss_billing.api_url");
-	/* the URL was validated by its GUC check hook; drop a trailing slash */
-	if (job->api_url[0] && job->api_url[strlen(job->api_url) - 1] == '/')
-		job->api_url[strlen(job->api_url) - 1] = '\0';
+	copy_field(job->api_url, sizeof(job->api_url), toss_api_base_url(), "toss_billing.api_url");
 	job->connect_timeout_ms = toss_connect_timeout_ms;
 	job->timeout_ms = toss_timeout_ms;
 	copy_field(job->customer_key, sizeof(job->customer_key), customer_key, "customer_key");

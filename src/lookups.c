@@ -37,11 +37,7 @@ PG_FUNCTION_INFO_V1(toss_backfill_key_hashes);
 static void
 endpoint_for(const char *merchant, TossEndpoint *ep)
 {
-	char	   *url = pstrdup(toss_api_url);
-
-	if (url[0] && url[strlen(url) - 1] == '/')
-		url[strlen(url) - 1] = '\0';
-	ep->api_url = url;
+	ep->api_url = toss_api_base_url();
 	ep->authorization = toss_authorization_header(merchant);
 	ep->connect_timeout_ms = toss_connect_timeout_ms;
 	ep->timeout_ms = toss_timeout_ms;

@@ -524,9 +524,7 @@ init_runner(Runner *r, int max_charges, double budget_ms)
 	r->wipe_cb.func = wipe_auths;
 	r->wipe_cb.arg = r;
 	MemoryContextRegisterResetCallback(r->cxt, &r->wipe_cb);
-	r->ep.api_url = MemoryContextStrdup(r->cxt, toss_api_url);
-	if (r->ep.api_url[0] && r->ep.api_url[strlen(r->ep.api_url) - 1] == '/')
-		((char *) r->ep.api_url)[strlen(r->ep.api_url) - 1] = '\0';
+	r->ep.api_url = MemoryContextStrdup(r->cxt, toss_api_base_url());
 	r->ep.connect_timeout_ms = toss_connect_timeout_ms;
 	r->ep.timeout_ms = toss_timeout_ms;
 	r->max_concurrency = toss_max_concurrency;

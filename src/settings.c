@@ -176,6 +176,18 @@ toss_merchant_name_is_valid(const char *name)
 	return true;
 }
 
+/* toss_billing.api_url without a trailing slash, palloc'd: paths are appended to it. */
+char *
+toss_api_base_url(void)
+{
+	char	   *url = pstrdup(toss_api_url);
+	size_t		len = strlen(url);
+
+	if (len > 0 && url[len - 1] == '/')
+		url[len - 1] = '\0';
+	return url;
+}
+
 void
 toss_wipe_string(char *s)
 {

@@ -18,6 +18,7 @@ extern int	toss_max_requests_per_second;
 extern void toss_define_settings(void);
 extern bool toss_merchant_name_is_valid(const char *name);
 extern char *toss_authorization_header(const char *merchant);
+extern char *toss_api_base_url(void);
 extern void toss_wipe_string(char *s);
 
 #endif
