@@ -343,9 +343,58 @@ toss_http_batch_running(TossHttpBatch *b)
 }
 
 /*
+ * Hand the requests added since the last call to the network, without
+ * waiting: a request added to the multi handle is not sent until curl runs.
+ */
+void
+toss_http_batch_start(TossHttpBatch *b)
+{
+	int			still;
+
+	if (b->running > 0)
+		curl_multi_perform(b->multi, &still);
+}
+
+/* Take one finished transfer off curl's message queue, if there is one. */
+static bool
+take_finished(TossHttpBatch *b, void **tag, TossHttpResponse *resp)
+{
+	int			left;
+	CURLMsg    *m;
+
+	while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
+	{
+		Transfer   *t;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		curl_multi_remove_handle(b->multi, t->h);
+		dlist_delete(&t->node);
+		b->running--;
+		PG_TRY();
+		{
+			transfer_result(t, m->data.result, resp);
+		}
+		PG_FINALLY();
+		{
+			*tag = t->tag;
+			transfer_free(t);
+		}
+		PG_END_TRY();
+		if (resp->failure == TOSS_HTTP_INTERRUPTED)
+			CHECK_FOR_INTERRUPTS();
+		return true;
+	}
+	return false;
+}
+
+/*
  * Wait up to timeout_ms for one transfer to finish.  Returns true with *tag
- * and *resp (body palloc'd in the current context) when one did.  Checks for
- * interrupts at least every 100 ms.
+ * and *resp (body palloc'd in the current context) when one did.  Transfers
+ * that curl already reported finished are returned before curl runs again
+ * (each run visits every transfer).  Checks for interrupts at least every
+ * 100 ms.
  */
 bool
 toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag, TossHttpResponse *resp)
@@ -356,35 +405,13 @@ toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag, TossHttpRespo
 	INSTR_TIME_SET_CURRENT(start);
 	for (;;)
 	{
-		int			left;
 		int			still;
-		CURLMsg    *m;
 
-		curl_multi_perform(b->multi, &still);
-		while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
-		{
-			Transfer   *t;
-
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-			curl_multi_remove_handle(b->multi, t->h);
-			dlist_delete(&t->node);
-			b->running--;
-			PG_TRY();
-			{
-				transfer_result(t, m->data.result, resp);
-			}
-			PG_FINALLY();
-			{
-				*tag = t->tag;
-				transfer_free(t);
-			}
-			PG_END_TRY();
-			if (resp->failure == TOSS_HTTP_INTERRUPTED)
-				CHECK_FOR_INTERRUPTS();
+		if (take_finished(b, tag, resp))
 			return true;
-		}
+		curl_multi_perform(b->multi, &still);
+		if (take_finished(b, tag, resp))
+			return true;
 		CHECK_FOR_INTERRUPTS();
 		INSTR_TIME_SET_CURRENT(now);
 		INSTR_TIME_SUBTRACT(now, start);

@@ -43,6 +43,7 @@ typedef struct TossHttpBatch TossHttpBatch;
 
 extern TossHttpBatch *toss_http_batch_create(int max_connections);
 extern void toss_http_batch_add(TossHttpBatch *b, const TossHttpRequest *req, void *tag);
+extern void toss_http_batch_start(TossHttpBatch *b);
 extern int	toss_http_batch_running(TossHttpBatch *b);
 extern bool toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag,
 								 TossHttpResponse *resp);

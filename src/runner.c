@@ -291,6 +291,8 @@ may_start(Runner *r)
 static void
 send_queued(Runner *r)
 {
+	int			added = 0;
+
 	while (r->queued > 0 &&
 		   toss_http_batch_running(r->batch) < r->max_concurrency &&
 		   may_start(r))
@@ -308,13 +310,18 @@ send_queued(Runner *r)
 			toss_api_get_request(&ep, toss_api_payment_by_order_url(&ep, it->order_id), &req);
 			MemoryContextSwitchTo(old);
 			toss_http_batch_add(r->batch, &req, it);
+			added++;
 			continue;
 		}
 		toss_api_charge_request(&ep, it->url, it->idempotency_key, it->body, &req);
 		toss_http_batch_add(r->batch, &req, it);
+		added++;
 		/* curl keeps its own copy of the URL */
 		toss_wipe_string(it->url);
 	}
+	/* on the wire now, not after the database work that comes next */
+	if (added > 0)
+		toss_http_batch_start(r->batch);
 }
 
 static bool
