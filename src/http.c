@@ -20,6 +20,9 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+#include <poll.h>
+
 #include <curl/curl.h>
 
 #include "http.h"
@@ -272,12 +275,26 @@ toss_http_perform(const TossHttpRequest *req, TossHttpResponse *resp)
  * A batch owns its transfers; a reset callback on the memory context that
  * was current at creation destroys every transfer still running, so an
  * ERROR anywhere in the caller cannot leak a handle or a socket.
+ *
+ * The batch is driven through curl's socket interface: curl says which
+ * sockets to watch and when its next timeout is due (two callbacks that
+ * only record, in malloc'd memory, and never raise), one poll() waits on all
+ * of them, and curl is then run for the sockets that are ready and the
+ * timers that expired only.  curl_multi_perform() would instead visit every
+ * transfer, with a readiness check per socket, each time it is called: with
+ * hundreds of calls in flight that cost grew with the concurrency.
  */
 struct TossHttpBatch
 {
 	CURLM	   *multi;
 	dlist_head	transfers;
 	int			running;
+	struct pollfd *watched;		/* malloc'd; the sockets curl asked for */
+	int			nwatched;
+	int			cap;
+	bool		watch_oom;		/* a socket could not be recorded */
+	bool		timer_set;
+	double		timer_due;		/* monotonic ms */
 	MemoryContextCallback cb;
 };
 
@@ -300,6 +317,69 @@ batch_destroy(void *arg)
 		curl_multi_cleanup(b->multi);
 	b->multi = NULL;
 	b->running = 0;
+	free(b->watched);
+	b->watched = NULL;
+	b->nwatched = b->cap = 0;
+}
+
+/* curl callback: watch socket s for what (or stop).  Records only. */
+static int
+watch_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	TossHttpBatch *b = (TossHttpBatch *) userp;
+	int			i;
+
+	for (i = 0; i < b->nwatched; i++)
+		if (b->watched[i].fd == s)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < b->nwatched)
+			b->watched[i] = b->watched[--b->nwatched];
+		return 0;
+	}
+	if (i == b->nwatched)
+	{
+		if (b->nwatched == b->cap)
+		{
+			int			newcap = Max(16, b->cap * 2);
+			struct pollfd *grown = realloc(b->watched, sizeof(struct pollfd) * newcap);
+
+			if (grown == NULL)
+			{
+				b->watch_oom = true;
+				return -1;
+			}
+			b->watched = grown;
+			b->cap = newcap;
+		}
+		b->watched[b->nwatched++].fd = s;
+	}
+	b->watched[i].events = ((what & CURL_POLL_IN) ? POLLIN : 0) |
+		((what & CURL_POLL_OUT) ? POLLOUT : 0);
+	b->watched[i].revents = 0;
+	return 0;
+}
+
+static double
+monotonic_ms(void)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	return INSTR_TIME_GET_MILLISEC(now);
+}
+
+/* curl callback: run the timers in timeout_ms (-1: no timer).  Records only. */
+static int
+set_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	TossHttpBatch *b = (TossHttpBatch *) userp;
+
+	b->timer_set = timeout_ms >= 0;
+	if (b->timer_set)
+		b->timer_due = monotonic_ms() + timeout_ms;
+	return 0;
 }
 
 TossHttpBatch *
@@ -314,11 +394,15 @@ toss_http_batch_create(int max_connections)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a curl multi handle")));
-	curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
-	curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections);
 	b->cb.func = batch_destroy;
 	b->cb.arg = b;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &b->cb);
+	curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+	curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(b->multi, CURLMOPT_SOCKETFUNCTION, watch_socket);
+	curl_multi_setopt(b->multi, CURLMOPT_SOCKETDATA, b);
+	curl_multi_setopt(b->multi, CURLMOPT_TIMERFUNCTION, set_timer);
+	curl_multi_setopt(b->multi, CURLMOPT_TIMERDATA, b);
 	return b;
 }
 
@@ -342,17 +426,79 @@ toss_http_batch_running(TossHttpBatch *b)
 	return b->running;
 }
 
+/* Milliseconds until curl's timer is due: 0 if due, -1 if none. */
+static int
+timer_left_ms(TossHttpBatch *b)
+{
+	double		left;
+
+	if (!b->timer_set)
+		return -1;
+	left = b->timer_due - monotonic_ms();
+	return left <= 0 ? 0 : (int) ceil(left);
+}
+
+static void
+run_timers(TossHttpBatch *b)
+{
+	int			still;
+
+	if (timer_left_ms(b) == 0)
+	{
+		b->timer_set = false;
+		curl_multi_socket_action(b->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	}
+}
+
+/*
+ * Wait up to wait_ms for a watched socket or curl's timer, then run curl for
+ * what is ready.  The ready sockets are copied out first: running curl
+ * changes the watched set.
+ */
+static void
+drive(TossHttpBatch *b, int wait_ms)
+{
+	int			timer = timer_left_ms(b);
+	int			n;
+	int			nready = 0;
+	struct pollfd *ready;
+
+	if (b->watch_oom)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory watching toss request sockets")));
+	if (timer >= 0 && timer < wait_ms)
+		wait_ms = timer;
+	n = poll(b->watched, b->nwatched, wait_ms);
+	if (n > 0)
+	{
+		ready = palloc(sizeof(struct pollfd) * n);
+		for (int i = 0; i < b->nwatched && nready < n; i++)
+			if (b->watched[i].revents != 0)
+				ready[nready++] = b->watched[i];
+		for (int i = 0; i < nready; i++)
+		{
+			int			still;
+			int			mask = ((ready[i].revents & POLLIN) ? CURL_CSELECT_IN : 0) |
+				((ready[i].revents & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+				((ready[i].revents & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
+
+			curl_multi_socket_action(b->multi, ready[i].fd, mask, &still);
+		}
+		pfree(ready);
+	}
+	run_timers(b);
+}
+
 /*
  * Hand the requests added since the last call to the network, without
- * waiting: a request added to the multi handle is not sent until curl runs.
+ * waiting: a request added to the multi handle is not sent until curl runs
+ * (adding one sets curl's timer to fire at once).
  */
 void
 toss_http_batch_start(TossHttpBatch *b)
 {
-	int			still;
-
-	if (b->running > 0)
-		curl_multi_perform(b->multi, &still);
+	run_timers(b);
 }
 
 /* Take one finished transfer off curl's message queue, if there is one. */
@@ -392,33 +538,34 @@ take_finished(TossHttpBatch *b, void **tag, TossHttpResponse *resp)
 /*
  * Wait up to timeout_ms for one transfer to finish.  Returns true with *tag
  * and *resp (body palloc'd in the current context) when one did.  Transfers
- * that curl already reported finished are returned before curl runs again
- * (each run visits every transfer).  Checks for interrupts at least every
- * 100 ms.
+ * curl already reported finished are returned before waiting again; with a
+ * timeout of 0, curl still runs once for whatever is ready.  Checks for
+ * interrupts at least every 100 ms.
  */
 bool
 toss_http_batch_next(TossHttpBatch *b, int timeout_ms, void **tag, TossHttpResponse *resp)
 {
 	instr_time	start,
 				now;
+	bool		ran = false;
 
 	INSTR_TIME_SET_CURRENT(start);
 	for (;;)
 	{
-		int			still;
+		int			left;
 
 		if (take_finished(b, tag, resp))
 			return true;
-		curl_multi_perform(b->multi, &still);
-		if (take_finished(b, tag, resp))
-			return true;
 		CHECK_FOR_INTERRUPTS();
+		if (b->running == 0)
+			return false;
 		INSTR_TIME_SET_CURRENT(now);
 		INSTR_TIME_SUBTRACT(now, start);
-		if (b->running == 0 || INSTR_TIME_GET_MILLISEC(now) >= timeout_ms)
+		left = timeout_ms - (int) INSTR_TIME_GET_MILLISEC(now);
+		if (ran && left <= 0)
 			return false;
-		curl_multi_poll(b->multi, NULL, 0,
-						Min(100, timeout_ms - (int) INSTR_TIME_GET_MILLISEC(now)) + 1, NULL);
+		drive(b, Max(0, Min(100, left)));
+		ran = true;
 	}
 }
 
