@@ -144,18 +144,11 @@ extension_owner(void)
 	return owner;
 }
 
-/* The worker logs in as the extension owner; PostgreSQL 15 requires LOGIN. */
+/* The worker logs in as the extension owner. */
 static void
 check_owner_can_log_in(Oid owner)
 {
-	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
-	bool		canlogin;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for role %u", owner);
-	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
-	ReleaseSysCache(tup);
-	if (!canlogin)
+	if (!toss_role_can_log_in(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_TOSS_CONFIGURATION),
 				 errmsg("the owner of extension toss_billing cannot log in"),

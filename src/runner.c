@@ -7,7 +7,9 @@
  * A claim transaction (toss_billing._claim_due) records each attempt as
  * in_flight with its Idempotency-Key and commits BEFORE the HTTP call; an
  * outcome transaction (toss_billing._record_outcomes) records a batch of
- * results AFTER them.  Several runners may run at once: claims use
+ * results AFTER them, in the outcome recorder's process when one could be
+ * started (recorder.c), else in this backend.  The run returns only once
+ * every outcome is committed.  Several runners may run at once: claims use
  * FOR UPDATE SKIP LOCKED and a unique index allows one live attempt per
  * subscription period.  No lock is held across HTTP calls.
  *
@@ -39,6 +41,7 @@
 
 #include "charge.h"
 #include "crypto.h"
+#include "recorder.h"
 #include "storage.h"
 #include "errors.h"
 #include "settings.h"
@@ -107,6 +110,8 @@ typedef struct Runner
 	double		budget_ms;
 	int			max_charges;
 	int			flush_every;	/* outcomes per outcome transaction */
+	TossRecorder *recorder;		/* records outcomes in its own process, or NULL */
+	uint64		recorded_seen;
 	bool		exhausted;		/* nothing more is due */
 	int64		claimed,
 				resolved,
@@ -405,75 +410,31 @@ collect(Runner *r, int wait_ms)
 	}
 }
 
-static Datum
-text_array(Datum *elems, bool *nulls, int n)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-											  TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static Datum
-cstring_text_array(const char **vals, int n, MemoryContext cxt)
-{
-	Datum	   *elems = MemoryContextAllocZero(cxt, sizeof(Datum) * n);
-	bool	   *nulls = MemoryContextAllocZero(cxt, sizeof(bool) * n);
-
-	for (int i = 0; i < n; i++)
-	{
-		nulls[i] = vals[i] == NULL;
-		if (!nulls[i])
-			elems[i] = CStringGetTextDatum(vals[i]);
-	}
-	return text_array(elems, nulls, n);
-}
-
-/* Commit the finished outcomes in one transaction and free their items. */
+/*
+ * Hand the finished outcomes over: to the outcome recorder when there is
+ * one, else record them here in one transaction.  Frees their items.
+ */
 static void
 flush(Runner *r)
 {
 	int			n = r->nfinished;
-	MemoryContext tmp;
-	MemoryContext old;
-	Datum	   *ids,
-			   *statuses;
-	const char **states,
-			  **classes,
-			  **codes,
-			  **messages,
-			  **responses;
-	Oid			types[7] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[7];
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int			rc;
+	TossOutcomeRow *rows;
 
 	r->last_flush = now_s();
 	if (n == 0)
 		return;
-	tmp = AllocSetContextCreate(r->cxt, "toss_billing flush", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(tmp);
-	ids = palloc(sizeof(Datum) * n);
-	statuses = palloc(sizeof(Datum) * n);
-	states = palloc(sizeof(char *) * n);
-	classes = palloc(sizeof(char *) * n);
-	codes = palloc(sizeof(char *) * n);
-	messages = palloc(sizeof(char *) * n);
-	responses = palloc(sizeof(char *) * n);
+	rows = palloc(sizeof(TossOutcomeRow) * n);
 	for (int i = 0; i < n; i++)
 	{
 		const TossChargeOutcome *o = &r->finished[i]->verdict.outcome;
 
-		ids[i] = Int64GetDatum(r->finished[i]->payment_id);
-		statuses[i] = Int32GetDatum((int32) o->http_status);
-		states[i] = o->state;
-		classes[i] = o->failure_class;
-		codes[i] = o->failure_code;
-		messages[i] = o->failure_message;
-		responses[i] = o->payment_json;
+		rows[i].payment_id = r->finished[i]->payment_id;
+		rows[i].http_status = (int32) o->http_status;
+		rows[i].state = o->state;
+		rows[i].failure_class = o->failure_class;
+		rows[i].failure_code = o->failure_code;
+		rows[i].failure_message = o->failure_message;
+		rows[i].payment_json = o->payment_json;
 		if (strcmp(o->state, "done") == 0)
 			r->done++;
 		else if (strcmp(o->state, "failed") == 0)
@@ -481,34 +442,41 @@ flush(Runner *r)
 		else
 			r->unknown++;
 	}
-	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = cstring_text_array(states, n, tmp);
-	values[2] = PointerGetDatum(construct_md_array(statuses, NULL, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = cstring_text_array(classes, n, tmp);
-	values[4] = cstring_text_array(codes, n, tmp);
-	values[5] = cstring_text_array(messages, n, tmp);
-	values[6] = cstring_text_array(responses, n, tmp);
-	/*
-	 * The outcome commit need not wait for its WAL flush: if a crash loses
-	 * it, the attempt is in_flight again and recovery settles it by looking
-	 * the order up, so no charge can be lost.  The claim commits stay
-	 * synchronous: they are what makes every call findable.
-	 */
-	if (SPI_execute("SET LOCAL synchronous_commit TO off", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not relax synchronous_commit for an outcome batch");
-	rc = SPI_execute_with_args("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::jsonb[])",
-							   7, types, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "toss_billing._record_outcomes failed: %d", rc);
-	MemoryContextSwitchTo(old);
-	SPI_commit();
-	/* a paid period can make the next one due at once (catching up) */
-	r->exhausted = false;
+	if (r->recorder != NULL)
+		toss_recorder_send(r->recorder, rows, n);
+	else
+	{
+		MemoryContext tmp = AllocSetContextCreate(r->cxt, "toss_billing flush",
+												  ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(tmp);
 
+		toss_record_outcomes(rows, n);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(tmp);
+		SPI_commit();
+		/* a paid period can make the next one due at once (catching up) */
+		r->exhausted = false;
+	}
+	pfree(rows);
 	for (int i = 0; i < n; i++)
 		MemoryContextDelete(r->finished[i]->cxt);
-	MemoryContextDelete(tmp);
 	r->nfinished = 0;
+}
+
+/* The recorder committed more: a paid period can make the next one due. */
+static void
+note_recorded(Runner *r)
+{
+	uint64		recorded;
+
+	if (r->recorder == NULL)
+		return;
+	recorded = toss_recorder_recorded(r->recorder);
+	if (recorded != r->recorded_seen)
+	{
+		r->recorded_seen = recorded;
+		r->exhausted = false;
+	}
 }
 
 static void
@@ -572,14 +540,19 @@ should_flush(Runner *r)
 /*
  * The pipeline: claim ahead, keep max_concurrency calls running, record
  * outcomes in small batches.  Slots are refilled after every piece of
- * database work, so the calls in flight overlap the database's time.
+ * database work, so the calls in flight overlap the database's time.  When
+ * an outcome recorder could be started, it writes the outcomes while this
+ * backend goes on claiming and calling; the run ends once it has committed
+ * them all and nothing more is due.
  */
 static void
 run(Runner *r)
 {
+	r->recorder = toss_recorder_start();
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
+		note_recorded(r);
 		if (should_claim(r))
 		{
 			int			room = 2 * r->max_concurrency - r->queued - toss_http_batch_running(r->batch);
@@ -589,10 +562,13 @@ run(Runner *r)
 		send_queued(r);
 		if (toss_http_batch_running(r->batch) == 0 && r->queued == 0 && !should_claim(r))
 		{
-			if (r->nfinished == 0)
-				break;
 			/* recording may make the next period due at once: look again */
-			flush(r);
+			if (r->nfinished > 0)
+				flush(r);
+			else if (r->recorder != NULL && toss_recorder_pending(r->recorder) > 0)
+				toss_recorder_wait(r->recorder, 100);
+			else
+				break;
 			continue;
 		}
 		collect(r, toss_http_batch_running(r->batch) > 0 ? 20 : 5);
@@ -603,6 +579,8 @@ run(Runner *r)
 			send_queued(r);
 		}
 	}
+	if (r->recorder != NULL)
+		toss_recorder_finish(r->recorder);
 }
 
 /* Drive queued and running calls until none is left, recording outcomes. */

@@ -28,6 +28,7 @@ int			toss_timeout_ms = 65000;
 char	   *toss_secret_key_file = NULL;
 char	   *toss_root_key_file = NULL;
 int			toss_max_concurrency = 16;
+bool		toss_outcome_recorder = true;
 int			toss_max_requests_per_second = 0;
 
 static bool
@@ -158,6 +159,14 @@ toss_define_settings(void)
 							0, 0, 100000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("toss_billing.outcome_recorder",
+							 "Whether the runner records outcomes in a background worker of its own.",
+							 "Off, or with no free worker slot, the runner records them in its own backend.",
+							 &toss_outcome_recorder,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("toss_billing");
 }

@@ -10,6 +10,7 @@ extern int	toss_timeout_ms;
 extern char *toss_secret_key_file;
 extern char *toss_root_key_file;
 extern int	toss_max_concurrency;
+extern bool toss_outcome_recorder;
 extern int	toss_max_requests_per_second;
 
 #define TOSS_MERCHANT_MAXLEN 63

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -32,6 +33,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "errors.h"
 #include "worker.h"
@@ -94,6 +96,20 @@ parse_result(const char *data, Size len, TossJobResult *r)
 }
 
 /* ---- caller side ---- */
+
+/* A background worker logs in as a role; PostgreSQL 15 requires LOGIN. */
+bool
+toss_role_can_log_in(Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	bool		canlogin;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", role);
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	return canlogin;
+}
 
 static BackgroundWorkerHandle *
 start_worker(dsm_segment *seg)

@@ -57,6 +57,7 @@ typedef struct TossJobResult
 } TossJobResult;
 
 extern void toss_run_job(const TossJob *job, TossJobResult *result);
+extern bool toss_role_can_log_in(Oid role);
 extern PGDLLEXPORT void toss_billing_worker_main(Datum main_arg);
 
 /* jobs.c: the body of a job, run inside the worker */

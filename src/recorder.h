@@ -1,0 +1,42 @@
+/*
+ * recorder.h — recording the runner's outcomes, in the runner's backend or
+ * in a background worker of its own (the outcome recorder).
+ */
+#ifndef TOSS_RECORDER_H
+#define TOSS_RECORDER_H
+
+/* One judged attempt, as toss_billing._record_outcomes takes it. */
+typedef struct TossOutcomeRow
+{
+	int64		payment_id;
+	int32		http_status;
+	const char *state;			/* done, failed, unknown */
+	const char *failure_class;
+	const char *failure_code;
+	const char *failure_message;
+	const char *payment_json;
+} TossOutcomeRow;
+
+typedef struct TossRecorder TossRecorder;
+
+/* Records rows through SPI in the current transaction (SPI connected). */
+extern void toss_record_outcomes(const TossOutcomeRow *rows, int n);
+
+/*
+ * The outcome recorder.  start returns NULL when it is switched off
+ * (toss_billing.outcome_recorder) or no worker can be started (no free
+ * slot, or the role cannot log in): the caller records itself.
+ * The recorder lives in the current memory context; deleting or resetting
+ * that context detaches from it, and the recorder then commits what it was
+ * sent and exits.
+ */
+extern TossRecorder *toss_recorder_start(void);
+extern void toss_recorder_send(TossRecorder *rec, const TossOutcomeRow *rows, int n);
+extern uint64 toss_recorder_pending(TossRecorder *rec);
+extern uint64 toss_recorder_recorded(TossRecorder *rec);
+extern void toss_recorder_wait(TossRecorder *rec, int timeout_ms);
+extern void toss_recorder_finish(TossRecorder *rec);
+
+extern PGDLLEXPORT void toss_billing_recorder_main(Datum main_arg);
+
+#endif
