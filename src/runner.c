@@ -237,6 +237,12 @@ claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 	Datum		arg = Int32GetDatum(n);
 	uint64		got;
 
+	/*
+	 * The transaction open since the last commit has done nothing; end it so
+	 * that the claim's now(), its attempts' created_at, is the claim's time.
+	 * (With the outcome recorder, this backend's commits are far apart.)
+	 */
+	SPI_commit();
 	if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing: claiming query failed");
 	got = SPI_processed;
@@ -548,7 +554,11 @@ should_flush(Runner *r)
 static void
 run(Runner *r)
 {
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	/* detached when the run's context goes, on error too */
 	r->recorder = toss_recorder_start();
+	MemoryContextSwitchTo(old);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
