@@ -53,6 +53,7 @@
 #define TOC_KEY_MQ 2
 #define RECORDER_MQ_SIZE (1024 * 1024)
 #define RECORDER_BATCH_MAX 256
+#define RECORDER_TRIES 5		/* a batch, after deadlocks */
 
 typedef struct RecorderShared
 {
@@ -344,6 +345,47 @@ commit_batch(RecorderShared *shared, const TossOutcomeRow *rows, int n)
 }
 
 /*
+ * Commits a batch, taking it again after a deadlock or serialization
+ * failure (another session's locks, say): recording twice changes nothing.
+ */
+static void
+commit_batch_retrying(RecorderShared *shared, const TossOutcomeRow *rows, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int attempt = 0;
+
+	for (;;)
+	{
+		ErrorData  *volatile edata = NULL;
+
+		attempt++;
+		PG_TRY();
+		{
+			commit_batch(shared, rows, n);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			if (attempt >= RECORDER_TRIES ||
+				(edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
+				 edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE))
+				PG_RE_THROW();
+			FlushErrorState();
+			AbortCurrentTransaction();
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			return;
+		ereport(LOG,
+				(errmsg("toss_billing outcome recorder: %s; recording the batch of %d again", edata->message, n)));
+		FreeErrorData(edata);
+		MemoryContextSwitchTo(cxt);
+		pg_usleep(10000L * attempt);
+	}
+}
+
+/*
  * Takes what has arrived, up to RECORDER_BATCH_MAX rows, waiting only for
  * the first; returns false once the runner has detached and all is taken.
  */
@@ -413,7 +455,7 @@ toss_billing_recorder_main(Datum main_arg)
 		MemoryContextSwitchTo(batch_cxt);
 		more = receive_batch(mqh, rows, &n);
 		if (n > 0)
-			commit_batch(shared, rows, n);
+			commit_batch_retrying(shared, rows, n);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(batch_cxt);
 	}

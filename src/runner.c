@@ -110,6 +110,7 @@ typedef struct Runner
 	double		budget_ms;
 	int			max_charges;
 	int			flush_every;	/* outcomes per outcome transaction */
+	bool		may_record_apart;	/* start an outcome recorder at the first flush */
 	TossRecorder *recorder;		/* records outcomes in its own process, or NULL */
 	uint64		recorded_seen;
 	bool		exhausted;		/* nothing more is due */
@@ -448,6 +449,16 @@ flush(Runner *r)
 		else
 			r->unknown++;
 	}
+	if (r->may_record_apart)
+	{
+		/* started only once there is something to record: not for idle runs */
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+		r->may_record_apart = false;
+		/* detached when the run's context goes, on error too */
+		r->recorder = toss_recorder_start();
+		MemoryContextSwitchTo(old);
+	}
 	if (r->recorder != NULL)
 		toss_recorder_send(r->recorder, rows, n);
 	else
@@ -554,11 +565,7 @@ should_flush(Runner *r)
 static void
 run(Runner *r)
 {
-	MemoryContext old = MemoryContextSwitchTo(r->cxt);
-
-	/* detached when the run's context goes, on error too */
-	r->recorder = toss_recorder_start();
-	MemoryContextSwitchTo(old);
+	r->may_record_apart = true;
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();

@@ -2,7 +2,8 @@
 # of its own.  Terminated in the middle of a run, it stops the runner with a
 # clear error, and the next run settles every attempt left open: nothing is
 # lost or charged twice.  Switched off, or with no free worker slot, the
-# runner records its outcomes itself.
+# runner records its outcomes itself.  The victim of a deadlock, it records
+# its batch again.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -13,7 +14,8 @@ use Time::HiRes qw(time sleep);
 use TossTest;
 
 my ($url, $emulator) = start_emulator();
-my $node = toss_node('recorder', max_worker_processes => 16);
+# deadlocks are found after 3 s: long enough to set one up on purpose (5)
+my $node = toss_node('recorder', max_worker_processes => 16, deadlock_timeout => "'3s'");
 my $customers = 20;
 issue_key($node, sprintf('rec-%03d', $_)) for 1 .. $customers;
 my $plan = $node->safe_psql('postgres', "SELECT id FROM toss_billing.create_plan('기록 구독', 9900)");
@@ -129,13 +131,41 @@ latency(0);
 $node->safe_psql('postgres', 'SET toss_billing.outcome_recorder = off; CALL toss_billing.run_due()');
 is(count_done(), 280, 'with the recorder off every due period is paid');
 
-# 4. No free worker slot: logged, and the runner records its outcomes itself.
+# 4. A deadlock with another session: the recorder, which locks the
+# subscription and then the payment, waits for a session holding the payment
+# that then asks for the subscription.  The recorder is the deadlock's
+# victim (it waited first), takes its batch again, and the run ends well.
+make_due(1);
+latency(1500);
+$bg = start_run();
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM toss_billing.payments WHERE state = 'in_flight'")
+  or die 'no attempt in flight';
+my ($payment, $subscription) = split /\|/, $node->safe_psql('postgres',
+	"SELECT id, subscription_id FROM toss_billing.payments WHERE state = 'in_flight'");
+my $log_offset = -s $node->logfile;
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe("SELECT id FROM toss_billing.payments WHERE id = $payment FOR UPDATE");
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'toss_billing outcome recorder' AND wait_event_type = 'Lock'})
+  or die 'the recorder never waited for the payment';
+$locker->query_safe("SELECT id FROM toss_billing.subscriptions WHERE id = $subscription FOR UPDATE");
+$locker->query_safe('COMMIT');
+$locker->quit;
+is(wait_run($bg), '', 'the run ends without error after its recorder lost a deadlock');
+like(slurp_file($node->logfile, $log_offset), qr/deadlock detected; recording the batch of 1 again/,
+	'the recorder took its batch again');
+is(count_done(), 281, 'the outcome was recorded');
+
+# 5. No free worker slot: logged, and the runner records its outcomes itself.
+latency(0);
 $node->append_conf('postgresql.conf', "max_worker_processes = 1\n");
 $node->restart;
 make_due(40);
-my $log_offset = -s $node->logfile;
+$log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'CALL toss_billing.run_due()');
-is(count_done(), 320, 'with no worker slot every due period is paid');
+is(count_done(), 321, 'with no worker slot every due period is paid');
 like(slurp_file($node->logfile, $log_offset), qr/no free worker slot for an outcome recorder/,
 	'the missing recorder is logged');
 
