@@ -192,25 +192,6 @@ recorder_detach(void *arg)
 	rec->seg = NULL;
 }
 
-static BackgroundWorkerHandle *
-register_recorder(dsm_segment *seg)
-{
-	BackgroundWorker w;
-	BackgroundWorkerHandle *handle;
-
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_ConsistentState;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "toss_billing");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "toss_billing_recorder_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "toss_billing outcome recorder for PID %d", MyProcPid);
-	snprintf(w.bgw_type, BGW_MAXLEN, "toss_billing outcome recorder");
-	w.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	w.bgw_notify_pid = MyProcPid;
-	return RegisterDynamicBackgroundWorker(&w, &handle) ? handle : NULL;
-}
-
 TossRecorder *
 toss_recorder_start(void)
 {
@@ -248,7 +229,8 @@ toss_recorder_start(void)
 	shm_mq_set_sender(mq, MyProc);
 	rec->mqh = shm_mq_attach(mq, rec->seg, NULL);
 
-	rec->handle = register_recorder(rec->seg);
+	rec->handle = toss_register_worker(rec->seg, "toss_billing_recorder_main",
+									   "toss_billing outcome recorder");
 	if (rec->handle == NULL)
 	{
 		ereport(LOG,
@@ -420,29 +402,13 @@ toss_billing_recorder_main(Datum main_arg)
 	TossOutcomeRow *rows;
 	bool		more = true;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "toss_billing outcome recorder");
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("toss_billing outcome recorder could not map its segment")));
-	toc = shm_toc_attach(RECORDER_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("toss_billing outcome recorder found a bad segment")));
+	toc = toss_worker_attach(main_arg, RECORDER_MAGIC, "toss_billing outcome recorder", &seg);
 	shared = shm_toc_lookup(toc, TOC_KEY_SHARED, false);
 	mq = shm_toc_lookup(toc, TOC_KEY_MQ, false);
 	shm_mq_set_receiver(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 
-	BackgroundWorkerInitializeConnectionByOid(shared->database_id, shared->role_id, 0);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("application_name", "toss_billing outcome recorder", PGC_USERSET, PGC_S_SESSION);
-	pgstat_report_appname("toss_billing outcome recorder");
+	toss_worker_connect(shared->database_id, shared->role_id, "toss_billing outcome recorder");
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "toss_billing outcome batch",
 									  ALLOCSET_DEFAULT_SIZES);

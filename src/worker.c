@@ -111,8 +111,13 @@ toss_role_can_log_in(Oid role)
 	return canlogin;
 }
 
-static BackgroundWorkerHandle *
-start_worker(dsm_segment *seg)
+/*
+ * Registers a dynamic worker of this library that runs function with seg's
+ * handle as its argument, named type (its backend_type) and notifying this
+ * backend.  NULL when no slot is free.
+ */
+BackgroundWorkerHandle *
+toss_register_worker(dsm_segment *seg, const char *function, const char *type)
 {
 	BackgroundWorker w;
 	BackgroundWorkerHandle *handle;
@@ -122,13 +127,21 @@ start_worker(dsm_segment *seg)
 	w.bgw_start_time = BgWorkerStart_ConsistentState;
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "toss_billing");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "toss_billing_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "toss_billing worker for PID %d", MyProcPid);
-	snprintf(w.bgw_type, BGW_MAXLEN, "toss_billing worker");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w.bgw_name, BGW_MAXLEN, "%s for PID %d", type, MyProcPid);
+	snprintf(w.bgw_type, BGW_MAXLEN, "%s", type);
 	w.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	w.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&w, &handle) ? handle : NULL;
+}
 
-	if (!RegisterDynamicBackgroundWorker(&w, &handle))
+static BackgroundWorkerHandle *
+start_worker(dsm_segment *seg)
+{
+	BackgroundWorkerHandle *handle = toss_register_worker(seg, "toss_billing_worker_main",
+														  "toss_billing worker");
+
+	if (handle == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("could not start a toss_billing worker"),
@@ -202,6 +215,43 @@ capture_error(TossJobResult *result, MemoryContext cxt)
 	result->hint = edata->hint;
 }
 
+/*
+ * Worker side, shared by every worker of this library: take SIGTERM as a
+ * backend does, map the segment named by main_arg and return its table of
+ * contents (what names the worker in errors).
+ */
+shm_toc *
+toss_worker_attach(Datum main_arg, uint64 magic, const char *what, dsm_segment **seg)
+{
+	shm_toc    *toc;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, what);
+	*seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (*seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s could not map its segment", what)));
+	toc = shm_toc_attach(magic, dsm_segment_address(*seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s found a bad segment", what)));
+	return toc;
+}
+
+/* Connects as role, with search_path pg_catalog, pg_temp, and names the session what. */
+void
+toss_worker_connect(Oid database_id, Oid role_id, const char *what)
+{
+	BackgroundWorkerInitializeConnectionByOid(database_id, role_id, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("application_name", what, PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname(what);
+}
+
 void
 toss_billing_worker_main(Datum main_arg)
 {
@@ -213,30 +263,14 @@ toss_billing_worker_main(Datum main_arg)
 	TossJobResult result;
 	MemoryContext job_cxt;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "toss_billing worker");
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("toss_billing worker could not map its job")));
-	toc = shm_toc_attach(TOSS_SHM_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("toss_billing worker found a bad job segment")));
+	toc = toss_worker_attach(main_arg, TOSS_SHM_MAGIC, "toss_billing worker", &seg);
 	job = shm_toc_lookup(toc, TOC_KEY_JOB, false);
 	mq = shm_toc_lookup(toc, TOC_KEY_MQ, false);
 	shm_mq_set_sender(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 
-	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->owner_id, 0);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	toss_worker_connect(job->database_id, job->owner_id, "toss_billing worker");
 	SetConfigOption("lock_timeout", "10s", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("application_name", "toss_billing worker", PGC_USERSET, PGC_S_SESSION);
-	pgstat_report_appname("toss_billing worker");
 
 	job_cxt = AllocSetContextCreate(TopMemoryContext, "toss_billing job",
 									ALLOCSET_DEFAULT_SIZES);

@@ -58,6 +58,16 @@ typedef struct TossJobResult
 
 extern void toss_run_job(const TossJob *job, TossJobResult *result);
 extern bool toss_role_can_log_in(Oid role);
+
+/* any worker of this library */
+struct dsm_segment;
+struct shm_toc;
+struct BackgroundWorkerHandle;
+extern struct BackgroundWorkerHandle *toss_register_worker(struct dsm_segment *seg, const char *function,
+														   const char *type);
+extern struct shm_toc *toss_worker_attach(Datum main_arg, uint64 magic, const char *what,
+										  struct dsm_segment **seg);
+extern void toss_worker_connect(Oid database_id, Oid role_id, const char *what);
 extern PGDLLEXPORT void toss_billing_worker_main(Datum main_arg);
 
 /* jobs.c: the body of a job, run inside the worker */
