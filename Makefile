@@ -8,8 +8,18 @@ EXTENSION    = toss_billing
 EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" toss_billing.control)
 MODULE_big   = toss_billing
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
-# The base install script plus the upgrade scripts; CREATE EXTENSION walks the chain.
-DATA         = $(wildcard sql/$(EXTENSION)--*.sql)
+# The schema's one source is sql/schema/ (one file per domain).  The install
+# script of the default version is generated from it, and so is the upgrade
+# script from the last released version, which is sql/upgrade/<from>--<to>.sql
+# (the migration of the tables) followed by the schema's code sections.  The
+# older scripts in sql/ are released history: they stay so that installations
+# of earlier versions can ALTER EXTENSION ... UPDATE.  When a version is
+# released, its generated upgrade script is committed as history and
+# UPGRADE_FROM moves on.
+UPGRADE_FROM = 0.4.0
+SCHEMA       = $(sort $(wildcard sql/schema/*.sql))
+DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql
+DATA         = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS      = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))
 
 PG_CPPFLAGS  = -DEXTVERSION=\"$(EXTVERSION)\"
@@ -21,6 +31,11 @@ override with_llvm := no
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA) sql/schema.awk
+	awk -v mode=install -f sql/schema.awk $(SCHEMA) > $@
+sql/$(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql: sql/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).sql $(SCHEMA) sql/schema.awk
+	awk -v mode=upgrade -f sql/schema.awk $< $(SCHEMA) > $@
+
 # Every object depends on every header: a struct shared with the worker must
 # never be compiled in two sizes.
 $(OBJS): $(wildcard src/*.h)

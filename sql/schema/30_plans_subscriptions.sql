@@ -1,0 +1,638 @@
+-- 30_plans_subscriptions: plans, subscriptions and the subscription API
+-- (the state machine's transitions that need no charge).  Every change goes
+-- through these functions, which record an event for it.
+
+-- @data
+
+CREATE TABLE toss_billing.plans (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text NOT NULL
+                   CHECK (pg_catalog.char_length(name) OPERATOR(pg_catalog.>=) 1
+                          AND pg_catalog.char_length(name) OPERATOR(pg_catalog.<=) 100
+                          AND name OPERATOR(pg_catalog.!~) '[\x01-\x1f\x7f]'),
+    amount         bigint NOT NULL CHECK (amount OPERATOR(pg_catalog.>=) 100),
+    interval_unit  text NOT NULL DEFAULT 'month'
+                   CHECK (interval_unit OPERATOR(pg_catalog.=) ANY (ARRAY['day', 'week', 'month', 'year'])),
+    interval_count integer NOT NULL DEFAULT 1 CHECK (interval_count OPERATOR(pg_catalog.>=) 1),
+    trial_days     integer NOT NULL DEFAULT 0 CHECK (trial_days OPERATOR(pg_catalog.>=) 0),
+    active         boolean NOT NULL DEFAULT true,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans', '');
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans_id_seq', '');
+
+-- One row per subscription.  period_number is the open period: the next one
+-- to be paid, [current_period_start, current_period_end).  A payment moves
+-- it on to the following period, so current_period_start is also the time
+-- the subscription is paid through.  Periods are computed from
+-- billing_anchor, which is period anchor_period (re-based on a plan change
+-- to another interval and on resume).
+CREATE TABLE toss_billing.subscriptions (
+    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_id          bigint NOT NULL REFERENCES toss_billing.customers (id),
+    plan_id              bigint NOT NULL REFERENCES toss_billing.plans (id),
+    amount_override      bigint CHECK (amount_override OPERATOR(pg_catalog.>=) 100),
+    billing_anchor       timestamptz NOT NULL,
+    anchor_period        integer NOT NULL DEFAULT 0 CHECK (anchor_period OPERATOR(pg_catalog.>=) 0),
+    time_zone            text NOT NULL DEFAULT 'Asia/Seoul',
+    status               text NOT NULL
+                         CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['trialing', 'active', 'past_due', 'unpaid', 'canceled', 'paused'])),
+    trial_end            timestamptz,
+    period_number        integer NOT NULL DEFAULT 0 CHECK (period_number OPERATOR(pg_catalog.>=) 0),
+    current_period_start timestamptz NOT NULL,
+    current_period_end   timestamptz NOT NULL,
+    next_charge_at       timestamptz,
+    dunning_attempt      integer NOT NULL DEFAULT 0 CHECK (dunning_attempt OPERATOR(pg_catalog.>=) 0),
+    dunning_started_at   timestamptz,
+    cancel_at_period_end boolean NOT NULL DEFAULT false,
+    cancel_at            timestamptz,
+    canceled_at          timestamptz,
+    paused_at            timestamptz,
+    pending_plan_id      bigint REFERENCES toss_billing.plans (id),
+    pending_plan_period  integer,
+    test_clock_id        bigint REFERENCES toss_billing.test_clocks (id),
+    metadata             jsonb,
+    created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (current_period_end OPERATOR(pg_catalog.>) current_period_start),
+    CHECK ((pending_plan_id IS NULL AND pending_plan_period IS NULL)
+           OR (pending_plan_id IS NOT NULL AND pending_plan_period IS NOT NULL)),
+    CHECK (NOT cancel_at_period_end OR cancel_at IS NOT NULL),
+    CHECK (status OPERATOR(pg_catalog.<>) 'canceled' OR canceled_at IS NOT NULL)
+);
+CREATE INDEX subscriptions_customer ON toss_billing.subscriptions (customer_id);
+-- (next_charge_at, id) is exactly the claim order, so a claim reads only the
+-- rows it takes even when thousands share one billing time (e.g. midnight).
+CREATE INDEX subscriptions_next_charge ON toss_billing.subscriptions (next_charge_at, id)
+    WHERE next_charge_at IS NOT NULL;
+CREATE INDEX subscriptions_trial_end ON toss_billing.subscriptions (trial_end)
+    WHERE status OPERATOR(pg_catalog.=) 'trialing';
+CREATE INDEX subscriptions_cancel_at ON toss_billing.subscriptions (cancel_at)
+    WHERE cancel_at_period_end;
+CREATE INDEX subscriptions_pending_plan ON toss_billing.subscriptions (current_period_start)
+    WHERE pending_plan_id IS NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.subscriptions_id_seq', '');
+
+-- @code
+
+-- Creates a plan: what a subscription on it is charged, and how often.
+CREATE OR REPLACE FUNCTION toss_billing.create_plan(
+    name text,
+    amount bigint,
+    interval_unit text DEFAULT 'month',
+    interval_count integer DEFAULT 1,
+    trial_days integer DEFAULT 0)
+RETURNS toss_billing.plans
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_plan toss_billing.plans;
+BEGIN
+    IF create_plan.name IS NULL OR create_plan.amount IS NULL OR create_plan.interval_unit IS NULL
+       OR create_plan.interval_count IS NULL OR create_plan.trial_days IS NULL THEN
+        RAISE EXCEPTION 'plan arguments must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF create_plan.name = '' THEN
+        RAISE EXCEPTION 'name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF pg_catalog.char_length(create_plan.name) > 100 THEN
+        RAISE EXCEPTION 'name is longer than 100 characters' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The plan name is the Toss order name, at most 100 characters; this one has %s.',
+                                       pg_catalog.char_length(create_plan.name));
+    END IF;
+    IF create_plan.name ~ '[\x01-\x1f\x7f]' THEN
+        RAISE EXCEPTION 'name contains a control character' USING ERRCODE = '22023';
+    END IF;
+    IF create_plan.amount < 100 THEN
+        RAISE EXCEPTION 'amount is below the minimum of 100 KRW' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Toss does not approve card payments under 100 KRW; the amount is %s KRW.',
+                                       create_plan.amount);
+    END IF;
+    IF create_plan.interval_unit <> ALL (ARRAY['day', 'week', 'month', 'year']) THEN
+        RAISE EXCEPTION 'interval_unit "%" is not valid', create_plan.interval_unit USING ERRCODE = '22023',
+            DETAIL = 'An interval unit is day, week, month or year.';
+    END IF;
+    IF create_plan.interval_count < 1 THEN
+        RAISE EXCEPTION 'interval_count must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    IF create_plan.trial_days < 0 THEN
+        RAISE EXCEPTION 'trial_days must not be negative' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO toss_billing.plans (name, amount, interval_unit, interval_count, trial_days)
+    VALUES (create_plan.name, create_plan.amount, create_plan.interval_unit, create_plan.interval_count,
+            create_plan.trial_days)
+    RETURNING * INTO v_plan;
+    RETURN v_plan;
+END;
+$$;
+
+-- Archives a plan: it takes no new subscriptions or plan changes; the
+-- subscriptions already on it keep renewing.
+CREATE OR REPLACE FUNCTION toss_billing.archive_plan(plan_id bigint)
+RETURNS toss_billing.plans
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_plan toss_billing.plans;
+BEGIN
+    UPDATE toss_billing.plans p SET active = false WHERE p.id = archive_plan.plan_id RETURNING * INTO v_plan;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plan % does not exist', archive_plan.plan_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN v_plan;
+END;
+$$;
+
+-- The current time of a subscription: its test clock's, else toss_billing.now().
+CREATE OR REPLACE FUNCTION toss_billing.subscription_now(subscription_id bigint)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE((SELECT tc.now_at
+                       FROM toss_billing.subscriptions s
+                       JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+                      WHERE s.id = $1),
+                    toss_billing.now());
+$$;
+
+-- Locks a subscription for a change; fails if it does not exist.
+CREATE OR REPLACE FUNCTION toss_billing._lock_subscription(subscription_id bigint)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions;
+BEGIN
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _lock_subscription.subscription_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', _lock_subscription.subscription_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN v_sub;
+END;
+$$;
+
+-- Subscribes a customer to a plan.  The first period starts at the anchor
+-- (after the plan's trial, if any), in the subscription's time zone; an
+-- anchor in the past starts with the period that contains the present, so
+-- nothing before it is charged.  The first charge is due at the start of
+-- that period; a customer without a billing key is charged once one is issued.
+CREATE OR REPLACE FUNCTION toss_billing.create_subscription(
+    customer_key text,
+    plan_id bigint,
+    anchor timestamptz DEFAULT toss_billing.now(),
+    time_zone text DEFAULT 'Asia/Seoul',
+    amount_override bigint DEFAULT NULL,
+    metadata jsonb DEFAULT NULL,
+    test_clock_id bigint DEFAULT NULL)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_customer_id bigint;
+    v_plan toss_billing.plans;
+    v_now timestamptz;
+    v_start timestamptz;
+    v_trial_end timestamptz;
+    v_anchor timestamptz;
+    v_n integer;
+    v_sub toss_billing.subscriptions;
+BEGIN
+    IF create_subscription.customer_key IS NULL OR create_subscription.plan_id IS NULL
+       OR create_subscription.time_zone IS NULL THEN
+        RAISE EXCEPTION 'customer_key, plan_id and time_zone must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT c.id INTO v_customer_id FROM toss_billing.customers c
+     WHERE c.customer_key = create_subscription.customer_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown customer "%"', create_subscription.customer_key USING ERRCODE = 'P0002',
+            DETAIL = 'No row of toss_billing.customers has this customer_key.',
+            HINT = 'Create the customer with toss_billing.create_customer() first.';
+    END IF;
+    SELECT * INTO v_plan FROM toss_billing.plans p WHERE p.id = create_subscription.plan_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plan % does not exist', create_subscription.plan_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT v_plan.active THEN
+        RAISE EXCEPTION 'plan % is archived', v_plan.id USING ERRCODE = '55000',
+            DETAIL = 'An archived plan takes no new subscriptions.';
+    END IF;
+    IF NOT toss_billing._valid_time_zone(create_subscription.time_zone) THEN
+        RAISE EXCEPTION 'time zone "%" is not valid', create_subscription.time_zone USING ERRCODE = '22023',
+            DETAIL = 'Use an IANA time zone name such as Asia/Seoul or America/New_York; POSIX offsets such as UTC+9 are refused.';
+    END IF;
+    IF create_subscription.amount_override < 100 THEN
+        RAISE EXCEPTION 'amount_override is below the minimum of 100 KRW' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Toss does not approve card payments under 100 KRW; the amount is %s KRW.',
+                                       create_subscription.amount_override);
+    END IF;
+    IF pg_catalog.jsonb_typeof(create_subscription.metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF create_subscription.test_clock_id IS NULL THEN
+        v_now := toss_billing.now();
+    ELSE
+        SELECT tc.now_at INTO v_now FROM toss_billing.test_clocks tc WHERE tc.id = create_subscription.test_clock_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'test clock % does not exist', create_subscription.test_clock_id USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+
+    v_start := COALESCE(create_subscription.anchor, v_now);
+    v_anchor := v_start;
+    IF v_plan.trial_days > 0 THEN
+        v_trial_end := toss_billing.period_start(v_start, create_subscription.time_zone, 'day', v_plan.trial_days, 1);
+        v_anchor := v_trial_end;
+    END IF;
+    v_n := toss_billing._period_at(v_anchor, create_subscription.time_zone, v_plan.interval_unit,
+                                   v_plan.interval_count, v_now);
+
+    INSERT INTO toss_billing.subscriptions (customer_id, plan_id, amount_override, billing_anchor, time_zone,
+                                            status, trial_end, period_number, current_period_start,
+                                            current_period_end, next_charge_at, test_clock_id, metadata)
+    VALUES (v_customer_id, v_plan.id, create_subscription.amount_override, v_anchor, create_subscription.time_zone,
+            CASE WHEN v_trial_end > v_now THEN 'trialing' ELSE 'active' END, v_trial_end, v_n,
+            toss_billing.period_start(v_anchor, create_subscription.time_zone, v_plan.interval_unit,
+                                      v_plan.interval_count, v_n),
+            toss_billing.period_start(v_anchor, create_subscription.time_zone, v_plan.interval_unit,
+                                      v_plan.interval_count, v_n + 1),
+            toss_billing.period_start(v_anchor, create_subscription.time_zone, v_plan.interval_unit,
+                                      v_plan.interval_count, v_n),
+            create_subscription.test_clock_id, create_subscription.metadata)
+    RETURNING * INTO v_sub;
+
+    PERFORM toss_billing._event(v_sub.id, 'created', NULL, v_sub.status, 'subscription created', v_now,
+                                pg_catalog.jsonb_build_object('plan_id', v_sub.plan_id, 'period_number', v_sub.period_number,
+                                                              'next_charge_at', v_sub.next_charge_at,
+                                                              'trial_end', v_sub.trial_end));
+    RETURN v_sub;
+END;
+$$;
+
+-- Changes the plan from the next period on: the open period if it has not
+-- started yet (e.g. during a trial or once the current period is paid),
+-- else the one after it.  Choosing the current plan withdraws a pending change.
+CREATE OR REPLACE FUNCTION toss_billing.change_plan(subscription_id bigint, plan_id bigint)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(change_plan.subscription_id);
+    v_plan toss_billing.plans;
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_period integer;
+BEGIN
+    IF v_sub.status = 'canceled' THEN
+        RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000';
+    END IF;
+    SELECT * INTO v_plan FROM toss_billing.plans p WHERE p.id = change_plan.plan_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plan % does not exist', change_plan.plan_id USING ERRCODE = 'P0002';
+    END IF;
+    IF v_plan.id = v_sub.plan_id THEN
+        IF v_sub.pending_plan_id IS NOT NULL THEN
+            UPDATE toss_billing.subscriptions s
+               SET pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
+             WHERE s.id = v_sub.id
+            RETURNING * INTO v_sub;
+            PERFORM toss_billing._event(v_sub.id, 'plan_change_scheduled', v_sub.status, v_sub.status,
+                                        'pending plan change withdrawn', v_now,
+                                        pg_catalog.jsonb_build_object('to_plan_id', v_plan.id));
+        END IF;
+        RETURN v_sub;
+    END IF;
+    IF NOT v_plan.active THEN
+        RAISE EXCEPTION 'plan % is archived', v_plan.id USING ERRCODE = '55000',
+            DETAIL = 'An archived plan takes no new subscriptions.';
+    END IF;
+    v_period := CASE WHEN v_sub.current_period_start > v_now THEN v_sub.period_number ELSE v_sub.period_number + 1 END;
+    UPDATE toss_billing.subscriptions s
+       SET pending_plan_id = v_plan.id, pending_plan_period = v_period, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'plan_change_scheduled', v_sub.status, v_sub.status,
+                                'plan change scheduled for the next period', v_now,
+                                pg_catalog.jsonb_build_object('from_plan_id', v_sub.plan_id, 'to_plan_id', v_plan.id,
+                                                              'period_number', v_period));
+    RETURN v_sub;
+END;
+$$;
+
+-- Cancels a subscription at the end of the period it is paid through (the
+-- default), or at once.  A paused subscription, or one whose period has
+-- already ended, is canceled at once.
+CREATE OR REPLACE FUNCTION toss_billing.cancel_subscription(subscription_id bigint, at_period_end boolean DEFAULT true)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(cancel_subscription.subscription_id);
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_from text := v_sub.status;
+    v_at timestamptz;
+BEGIN
+    IF v_sub.status = 'canceled' THEN
+        RAISE EXCEPTION 'subscription % is already canceled', v_sub.id USING ERRCODE = '55000';
+    END IF;
+    -- the end of the paid time, or of the open period once it has started
+    v_at := CASE WHEN v_sub.current_period_start > v_now THEN v_sub.current_period_start
+                 ELSE v_sub.current_period_end END;
+    IF COALESCE(cancel_subscription.at_period_end, true) AND v_sub.status <> 'paused' AND v_at > v_now THEN
+        IF NOT v_sub.cancel_at_period_end THEN
+            UPDATE toss_billing.subscriptions s
+               SET cancel_at_period_end = true, cancel_at = v_at, updated_at = pg_catalog.now()
+             WHERE s.id = v_sub.id
+            RETURNING * INTO v_sub;
+            PERFORM toss_billing._event(v_sub.id, 'cancel_scheduled', v_from, v_from, 'cancel at period end requested',
+                                        v_now, pg_catalog.jsonb_build_object('cancel_at', v_at));
+        END IF;
+        RETURN v_sub;
+    END IF;
+    UPDATE toss_billing.subscriptions s
+       SET status = 'canceled', canceled_at = v_now, next_charge_at = NULL,
+           pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'status_changed', v_from, 'canceled', 'canceled by request', v_now);
+    RETURN v_sub;
+END;
+$$;
+
+-- Pauses a subscription: nothing is charged and no period ends until it is resumed.
+CREATE OR REPLACE FUNCTION toss_billing.pause_subscription(subscription_id bigint)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(pause_subscription.subscription_id);
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_from text := v_sub.status;
+BEGIN
+    IF v_sub.status = ANY (ARRAY['paused', 'canceled']) THEN
+        RAISE EXCEPTION 'subscription % is %', v_sub.id, v_sub.status USING ERRCODE = '55000',
+            DETAIL = 'Only a trialing, active, past_due or unpaid subscription can be paused.';
+    END IF;
+    UPDATE toss_billing.subscriptions s
+       SET status = 'paused', paused_at = v_now, next_charge_at = NULL, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'status_changed', v_from, 'paused', 'paused by request', v_now);
+    RETURN v_sub;
+END;
+$$;
+
+-- Resumes a paused subscription.  If the time it was paid through has
+-- passed, a fresh period starts now and is charged at once (the paused time
+-- is not billed); otherwise the next charge stays at the end of the paid
+-- time.  Dunning starts over.
+CREATE OR REPLACE FUNCTION toss_billing.resume_subscription(subscription_id bigint)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(resume_subscription.subscription_id);
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_plan toss_billing.plans;
+    v_fresh boolean;
+BEGIN
+    IF v_sub.status <> 'paused' THEN
+        RAISE EXCEPTION 'subscription % is not paused', v_sub.id USING ERRCODE = '55000';
+    END IF;
+    SELECT * INTO v_plan FROM toss_billing.plans p WHERE p.id = v_sub.plan_id;
+    v_fresh := v_sub.current_period_start <= v_now;
+    UPDATE toss_billing.subscriptions s
+       SET status = CASE WHEN s.trial_end > v_now THEN 'trialing' ELSE 'active' END,
+           billing_anchor = CASE WHEN v_fresh THEN v_now ELSE s.billing_anchor END,
+           anchor_period = CASE WHEN v_fresh THEN s.period_number ELSE s.anchor_period END,
+           current_period_start = CASE WHEN v_fresh THEN v_now ELSE s.current_period_start END,
+           current_period_end = CASE WHEN v_fresh
+                                     THEN toss_billing.period_start(v_now, s.time_zone, v_plan.interval_unit,
+                                                                    v_plan.interval_count, 1)
+                                     ELSE s.current_period_end END,
+           next_charge_at = CASE WHEN v_fresh THEN v_now ELSE s.current_period_start END,
+           dunning_attempt = 0, dunning_started_at = NULL, paused_at = NULL, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'status_changed', 'paused', v_sub.status, 'resumed by request', v_now,
+                                pg_catalog.jsonb_build_object('fresh_period', v_fresh,
+                                                              'next_charge_at', v_sub.next_charge_at));
+    PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_sub.id;
+    RETURN v_sub;
+END;
+$$;
+
+-- Makes past_due and unpaid subscriptions due again with a fresh dunning
+-- schedule (unpaid ones become past_due again); returns how many.  As in
+-- 0.2.0, except that an open period that has not started yet (a
+-- subscription that went past_due because its billing key was deleted) is
+-- charged at its start, not early.
+CREATE OR REPLACE FUNCTION toss_billing._retry_now(subscription_ids bigint[], reason text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.now();
+    v_count integer;
+BEGIN
+    WITH due AS (
+        SELECT s.id, s.status AS from_status,
+               GREATEST(COALESCE(tc.now_at, v_now), s.current_period_start) AS charge_at,
+               COALESCE(tc.now_at, v_now) AS now_at
+          FROM toss_billing.subscriptions s
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.id = ANY (_retry_now.subscription_ids)
+           AND s.status = ANY (ARRAY['past_due', 'unpaid'])
+         ORDER BY s.id
+           FOR UPDATE OF s),
+    changed AS (
+        UPDATE toss_billing.subscriptions s
+           SET status = 'past_due', next_charge_at = d.charge_at, dunning_attempt = 0, dunning_started_at = NULL,
+               updated_at = pg_catalog.now()
+          FROM due d
+         WHERE s.id = d.id
+        RETURNING s.id, d.from_status, d.now_at, d.charge_at),
+    logged AS (
+        INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason, detail)
+        SELECT c.now_at, c.id, 'status_changed', c.from_status, 'past_due', _retry_now.reason, NULL
+          FROM changed c WHERE c.from_status <> 'past_due'
+        UNION ALL
+        SELECT c.now_at, c.id, 'retry_scheduled', 'past_due', 'past_due', _retry_now.reason,
+               pg_catalog.jsonb_build_object('next_charge_at', c.charge_at)
+          FROM changed c
+        RETURNING id)
+    SELECT pg_catalog.count(*) INTO v_count FROM changed;
+    RETURN v_count;
+END;
+$$;
+
+-- Called after a new billing key was issued for a customer: the customer's
+-- past_due and unpaid subscriptions are retried at once.  Returns how many.
+CREATE OR REPLACE FUNCTION toss_billing.card_replaced(customer_key text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_customer_id bigint;
+BEGIN
+    SELECT c.id INTO v_customer_id FROM toss_billing.customers c WHERE c.customer_key = card_replaced.customer_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown customer "%"', card_replaced.customer_key USING ERRCODE = 'P0002',
+            DETAIL = 'No row of toss_billing.customers has this customer_key.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM toss_billing.billing_keys bk
+                    WHERE bk.customer_id = v_customer_id AND bk.status = 'active') THEN
+        RAISE EXCEPTION 'customer "%" has no active billing key', card_replaced.customer_key USING ERRCODE = '55000',
+            HINT = 'Issue a billing key with toss_billing.toss_issue_billing_key() first.';
+    END IF;
+    RETURN toss_billing._retry_now(ARRAY(SELECT s.id FROM toss_billing.subscriptions s
+                                          WHERE s.customer_id = v_customer_id),
+                                   'card replaced');
+END;
+$$;
+
+-- Retries a past_due or unpaid subscription at once, e.g. after fixing the
+-- configuration error that stopped its charges.
+CREATE OR REPLACE FUNCTION toss_billing.retry_subscription(subscription_id bigint)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(retry_subscription.subscription_id);
+BEGIN
+    IF v_sub.status <> ALL (ARRAY['past_due', 'unpaid']) THEN
+        RAISE EXCEPTION 'subscription % is %', v_sub.id, v_sub.status USING ERRCODE = '55000',
+            DETAIL = 'Only a past_due or unpaid subscription can be retried.';
+    END IF;
+    PERFORM toss_billing._retry_now(ARRAY[v_sub.id], 'retry requested');
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_sub.id;
+    RETURN v_sub;
+END;
+$$;
+
+-- Applies the transitions that are due without a charge, on each
+-- subscription's clock: scheduled cancellations (first: a trial canceled at
+-- its end is never charged), trial ends, and pending plan changes whose
+-- period has started.  Only the given subscriptions (all when NULL); paused
+-- and canceled ones, and rows locked by someone else, are skipped.
+-- Returns the number of transitions.
+CREATE OR REPLACE FUNCTION toss_billing._apply_transitions(subscription_ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.now();
+    -- no subscription's clock is later than this: bounds the index scans
+    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_ids bigint[] := _apply_transitions.subscription_ids;
+    v_count integer;
+    v_total integer := 0;
+BEGIN
+    WITH due AS (
+        SELECT s.id, s.status AS from_status, s.cancel_at
+          FROM toss_billing.subscriptions s
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.cancel_at_period_end
+           AND s.status <> ALL (ARRAY['canceled', 'paused'])
+           AND s.cancel_at <= v_horizon
+           AND s.cancel_at <= COALESCE(tc.now_at, v_now)
+           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           FOR UPDATE OF s SKIP LOCKED),
+    changed AS (
+        UPDATE toss_billing.subscriptions s
+           SET status = 'canceled', canceled_at = d.cancel_at, next_charge_at = NULL,
+               pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
+          FROM due d
+         WHERE s.id = d.id
+        RETURNING s.id, d.from_status, d.cancel_at)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason)
+    SELECT c.cancel_at, c.id, 'status_changed', c.from_status, 'canceled', 'canceled at period end'
+      FROM changed c;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
+
+    WITH due AS (
+        SELECT s.id, s.trial_end
+          FROM toss_billing.subscriptions s
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.status = 'trialing'
+           AND s.trial_end <= v_horizon
+           AND s.trial_end <= COALESCE(tc.now_at, v_now)
+           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           FOR UPDATE OF s SKIP LOCKED),
+    changed AS (
+        UPDATE toss_billing.subscriptions s
+           SET status = 'active', updated_at = pg_catalog.now()
+          FROM due d
+         WHERE s.id = d.id AND s.status = 'trialing'
+        RETURNING s.id, d.trial_end)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason)
+    SELECT c.trial_end, c.id, 'status_changed', 'trialing', 'active', 'trial ended'
+      FROM changed c;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
+
+    -- a plan with another interval re-bases the periods on the boundary
+    WITH due AS (
+        SELECT s.id, s.status, s.plan_id AS from_plan_id, s.pending_plan_id, s.period_number,
+               s.current_period_start, s.time_zone, np.interval_unit, np.interval_count,
+               (np.interval_unit, np.interval_count) IS DISTINCT FROM (op.interval_unit, op.interval_count) AS rebase
+          FROM toss_billing.subscriptions s
+          JOIN toss_billing.plans op ON op.id = s.plan_id
+          JOIN toss_billing.plans np ON np.id = s.pending_plan_id
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.pending_plan_id IS NOT NULL
+           AND s.period_number >= s.pending_plan_period
+           AND s.status <> ALL (ARRAY['canceled', 'paused'])
+           AND s.current_period_start <= v_horizon
+           AND s.current_period_start <= COALESCE(tc.now_at, v_now)
+           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           FOR UPDATE OF s SKIP LOCKED),
+    changed AS (
+        UPDATE toss_billing.subscriptions s
+           SET plan_id = d.pending_plan_id, pending_plan_id = NULL, pending_plan_period = NULL,
+               billing_anchor = CASE WHEN d.rebase THEN d.current_period_start ELSE s.billing_anchor END,
+               anchor_period = CASE WHEN d.rebase THEN d.period_number ELSE s.anchor_period END,
+               current_period_end = CASE WHEN d.rebase
+                                         THEN toss_billing.period_start(d.current_period_start, d.time_zone,
+                                                                        d.interval_unit, d.interval_count, 1)
+                                         ELSE s.current_period_end END,
+               updated_at = pg_catalog.now()
+          FROM due d
+         WHERE s.id = d.id
+        RETURNING d.*)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason, detail)
+    SELECT c.current_period_start, c.id, 'plan_changed', c.status, c.status, 'plan change took effect',
+           pg_catalog.jsonb_build_object('from_plan_id', c.from_plan_id, 'to_plan_id', c.pending_plan_id,
+                                         'period_number', c.period_number, 'rebased', c.rebase)
+      FROM changed c;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_total + v_count;
+END;
+$$;
+
+GRANT EXECUTE ON FUNCTION toss_billing.subscription_now(bigint) TO toss_billing_operator, toss_billing_auditor;
+GRANT EXECUTE ON FUNCTION toss_billing.create_plan(text, bigint, text, integer, integer),
+                          toss_billing.archive_plan(bigint),
+                          toss_billing.create_subscription(text, bigint, timestamptz, text, bigint, jsonb, bigint),
+                          toss_billing.change_plan(bigint, bigint),
+                          toss_billing.cancel_subscription(bigint, boolean),
+                          toss_billing.pause_subscription(bigint),
+                          toss_billing.resume_subscription(bigint),
+                          toss_billing.card_replaced(text),
+                          toss_billing.retry_subscription(bigint)
+    TO toss_billing_operator;
+GRANT SELECT ON toss_billing.plans, toss_billing.subscriptions TO toss_billing_operator, toss_billing_auditor;

@@ -1,0 +1,254 @@
+-- 85_webhooks: Toss's webhooks, taken in once each; a Payment Toss returned
+-- applied to the ledger.  Payment webhooks are unsigned, so their payload is
+-- never trusted: the Payment is fetched from Toss first.
+
+-- @data
+
+-- Every webhook delivery Toss made, once: a retry (same transmission id, or
+-- the same event) finds its first delivery by dedupe_key.  Only Toss's own
+-- headers (tosspayments-*) are kept; a billing key in a payload is redacted.
+CREATE TABLE toss_billing.webhook_events (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dedupe_key   text NOT NULL UNIQUE,
+    event_type   text,
+    payload      jsonb NOT NULL,
+    headers      jsonb,
+    received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    processed_at timestamptz,
+    outcome      text
+);
+CREATE INDEX webhook_events_received_at ON toss_billing.webhook_events (received_at);
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.webhook_events', '');
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.webhook_events_id_seq', '');
+
+-- @code
+
+-- GET /v1/payments/{paymentKey} under a merchant's secret key: the Payment.
+CREATE OR REPLACE FUNCTION toss_billing._fetch_payment(payment_key text, merchant text DEFAULT 'default')
+RETURNS jsonb
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'toss_fetch_payment';
+
+-- Applies a Payment object Toss returned (never a webhook's payload: the
+-- caller fetched it) to the ledger row found by paymentKey or orderId.
+-- Returns what it did, as text:
+--   applied:   a done row took the status, balance and response, and the
+--              cancels it lacked (cancels made outside toss_cancel too);
+--              an unknown attempt Toss approved became done (settling its
+--              subscription, as _record_outcomes does)
+--   conflict:  the ledger and Toss disagree in a way only a person should
+--              settle (ledger failed but Toss approved; ledger done but
+--              Toss aborted; another payment key): a discrepancy is opened
+--   ignored:   not in the ledger, in flight (its caller records it), or a
+--              status that changes nothing
+CREATE OR REPLACE FUNCTION toss_billing._apply_payment_state(payment jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    v_pay jsonb := _apply_payment_state.payment;
+    v_key text := v_pay->>'paymentKey';
+    v_order text := v_pay->>'orderId';
+    v_status text := v_pay->>'status';
+    v_approved boolean;
+    v_p toss_billing.payments;
+    v_n integer;
+BEGIN
+    IF pg_catalog.jsonb_typeof(v_pay) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'payment must be a JSON object' USING ERRCODE = '22023',
+            DETAIL = 'Pass the Payment object Toss returned.';
+    END IF;
+    IF v_key IS NULL AND v_order IS NULL THEN
+        RAISE EXCEPTION 'payment has neither paymentKey nor orderId' USING ERRCODE = '22023';
+    END IF;
+    v_approved := v_status = ANY (ARRAY['DONE', 'CANCELED', 'PARTIAL_CANCELED']);
+
+    SELECT * INTO v_p FROM toss_billing.payments p WHERE p.payment_key = v_key FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT * INTO v_p FROM toss_billing.payments p WHERE p.order_id = v_order FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN pg_catalog.format('ignored: payment %s (order %s) is not in the ledger', v_key, v_order);
+    END IF;
+    IF v_p.payment_key IS NOT NULL AND v_key IS DISTINCT FROM v_p.payment_key THEN
+        PERFORM toss_billing._open_discrepancy('payment_key_mismatch', v_p.order_id, v_key, v_p.state, v_status,
+                                               v_p.amount, (v_pay->>'totalAmount')::bigint,
+                                               pg_catalog.jsonb_build_object('ledger_payment_key', v_p.payment_key,
+                                                                             'source', 'toss payment'));
+        RETURN pg_catalog.format('conflict: order %s has payment key %s in the ledger, %s at toss',
+                                 v_p.order_id, v_p.payment_key, v_key);
+    END IF;
+
+    IF v_p.state = 'done' AND v_approved THEN
+        PERFORM toss_billing._store_payment_state(v_p.id, v_pay);
+        v_n := toss_billing._sync_cancels(v_p.id, v_pay);
+        SELECT * INTO v_p FROM toss_billing.payments p WHERE p.id = v_p.id;
+        RETURN pg_catalog.format('applied: payment %s is %s with a balance of %s KRW%s', v_p.order_id,
+                                 v_p.toss_status, v_p.balance_amount,
+                                 CASE WHEN v_n > 0 THEN pg_catalog.format('; %s cancel(s) recorded', v_n) ELSE '' END);
+    ELSIF v_p.state = 'unknown' AND v_approved THEN
+        PERFORM toss_billing._record_outcomes(ARRAY[v_p.id], ARRAY['done'], ARRAY[0], ARRAY[NULL::text],
+                                              ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[v_pay]);
+        v_n := toss_billing._sync_cancels(v_p.id, v_pay);
+        RETURN pg_catalog.format('applied: the unknown attempt %s is done (%s)%s', v_p.order_id, v_status,
+                                 CASE WHEN v_n > 0 THEN pg_catalog.format('; %s cancel(s) recorded', v_n) ELSE '' END);
+    ELSIF (v_p.state = 'failed' AND v_approved)
+          OR (v_p.state = 'done' AND v_status = ANY (ARRAY['ABORTED', 'EXPIRED'])) THEN
+        PERFORM toss_billing._open_discrepancy('state_mismatch', v_p.order_id, v_key, v_p.state, v_status,
+                                               v_p.amount, (v_pay->>'totalAmount')::bigint,
+                                               pg_catalog.jsonb_build_object('source', 'toss payment',
+                                                                             'failure_code', v_p.failure_code));
+        RETURN pg_catalog.format('conflict: the ledger has %s as %s, toss as %s', v_p.order_id, v_p.state, v_status);
+    ELSIF v_p.state = ANY (ARRAY['pending', 'in_flight']) THEN
+        RETURN pg_catalog.format('ignored: %s is in flight; its caller records the outcome', v_p.order_id);
+    ELSE
+        RETURN pg_catalog.format('ignored: toss status %s leaves the %s attempt %s as it is%s', v_status, v_p.state,
+                                 v_p.order_id,
+                                 CASE WHEN v_p.state = 'unknown' THEN '; the runner resolves it by order id' ELSE '' END);
+    END IF;
+END;
+$$;
+
+-- Receives one webhook delivery: pass the request body and the request
+-- headers (a JSON object of name -> value; only tosspayments-* headers are
+-- kept).  A delivery seen before (the tosspayments-webhook-transmission-id
+-- header, else a hash of eventType, the payment key / order id / billing
+-- key, status and createdAt) returns the stored row and does nothing else.
+-- Otherwise the event is stored and applied in the same transaction:
+--   PAYMENT_STATUS_CHANGED: the payload is not trusted (payment webhooks are
+--     unsigned): the Payment is fetched from Toss under the ledger row's
+--     merchant and applied with _apply_payment_state
+--   BILLING_DELETED: the key is found by its keyed hash and marked deleted
+--     with the payload's reason (_billing_key_deleted)
+--   anything else: stored and marked ignored
+-- The returned row carries the outcome.  An error (e.g. Toss unreachable)
+-- rolls everything back, so the receiver answers non-2xx and Toss retries.
+CREATE OR REPLACE FUNCTION toss_billing.ingest_webhook(payload jsonb, headers jsonb DEFAULT NULL)
+RETURNS toss_billing.webhook_events
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_headers jsonb;
+    v_type text := ingest_webhook.payload->>'eventType';
+    v_data jsonb;
+    v_stored jsonb := ingest_webhook.payload;
+    v_dedupe text;
+    v_row toss_billing.webhook_events;
+    v_outcome text;
+    v_key text;
+    v_order text;
+    v_merchant text;
+    v_ledger_key text;
+    v_pay jsonb;
+    v_hash bytea;
+    v_bk toss_billing.billing_keys;
+    v_note text := '';
+BEGIN
+    IF ingest_webhook.payload IS NULL THEN
+        RAISE EXCEPTION 'payload must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.jsonb_typeof(ingest_webhook.payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
+            DETAIL = 'Pass the request body of the webhook exactly as received.';
+    END IF;
+    IF ingest_webhook.headers IS NOT NULL AND pg_catalog.jsonb_typeof(ingest_webhook.headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = '22023',
+            DETAIL = 'Pass the request headers as an object of header name to value.';
+    END IF;
+    SELECT pg_catalog.jsonb_object_agg(pg_catalog.lower(h.key),
+                                       CASE WHEN pg_catalog.jsonb_typeof(h.value) = 'array' THEN h.value->0 ELSE h.value END)
+      INTO v_headers
+      FROM pg_catalog.jsonb_each(ingest_webhook.headers) h
+     WHERE pg_catalog.lower(h.key) LIKE 'tosspayments-%';
+
+    v_data := CASE WHEN pg_catalog.jsonb_typeof(ingest_webhook.payload->'data') = 'object'
+                   THEN ingest_webhook.payload->'data' ELSE ingest_webhook.payload END;
+    v_dedupe := COALESCE(NULLIF(v_headers->>'tosspayments-webhook-transmission-id', ''),
+                         pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                             pg_catalog.concat_ws(E'\n', COALESCE(v_type, ''),
+                                                  COALESCE(v_data->>'paymentKey', v_data->>'orderId', v_data->>'billingKey', ''),
+                                                  COALESCE(v_data->>'status', ''),
+                                                  COALESCE(ingest_webhook.payload->>'createdAt', '')),
+                             'UTF8')), 'hex'));
+    -- a billing key is a secret: it is never stored in the clear
+    IF v_data ? 'billingKey' THEN
+        v_stored := CASE WHEN pg_catalog.jsonb_typeof(ingest_webhook.payload->'data') = 'object'
+                         THEN pg_catalog.jsonb_set(v_stored, '{data,billingKey}', '"[redacted]"')
+                         ELSE pg_catalog.jsonb_set(v_stored, '{billingKey}', '"[redacted]"') END;
+    END IF;
+
+    INSERT INTO toss_billing.webhook_events AS w (dedupe_key, event_type, payload, headers)
+    VALUES (v_dedupe, v_type, v_stored, v_headers)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        SELECT * INTO STRICT v_row FROM toss_billing.webhook_events w WHERE w.dedupe_key = v_dedupe;
+        RETURN v_row;
+    END IF;
+
+    IF v_type = 'PAYMENT_STATUS_CHANGED' THEN
+        v_key := v_data->>'paymentKey';
+        v_order := v_data->>'orderId';
+        SELECT p.merchant, p.payment_key INTO v_merchant, v_ledger_key
+          FROM toss_billing.payments p
+         WHERE p.payment_key = v_key OR p.order_id = v_order
+         ORDER BY p.payment_key = v_key DESC NULLS LAST
+         LIMIT 1;
+        v_key := COALESCE(v_key, v_ledger_key);
+        IF v_key IS NULL THEN
+            v_outcome := 'ignored: the event names no payment key';
+        ELSE
+            BEGIN
+                v_pay := toss_billing._fetch_payment(v_key, COALESCE(v_merchant, 'default'));
+            EXCEPTION WHEN SQLSTATE 'TB004' THEN
+                v_pay := NULL;
+            END;
+            IF pg_catalog.jsonb_typeof(v_pay) IS DISTINCT FROM 'object' THEN
+                v_outcome := pg_catalog.format('rejected: toss has no payment %s', v_key);
+            ELSE
+                v_outcome := toss_billing._apply_payment_state(v_pay);
+            END IF;
+        END IF;
+    ELSIF v_type = 'BILLING_DELETED' THEN
+        v_key := v_data->>'billingKey';
+        IF COALESCE(v_key, '') = '' THEN
+            v_outcome := 'ignored: the event names no billing key';
+        ELSE
+            -- keys issued before 0.3.0 get their hash first
+            IF EXISTS (SELECT FROM toss_billing.billing_keys bk
+                        WHERE bk.key_hash IS NULL AND bk.status = ANY (ARRAY['active', 'replaced'])) THEN
+                BEGIN
+                    PERFORM toss_billing._backfill_key_hashes();
+                EXCEPTION WHEN OTHERS THEN
+                    v_note := pg_catalog.format(' (the hashes of older keys could not be filled: %s)', SQLERRM);
+                END;
+            END IF;
+            v_hash := toss_billing._billing_key_hash(v_key);
+            SELECT * INTO v_bk FROM toss_billing.billing_keys bk WHERE bk.key_hash = v_hash;
+            IF NOT FOUND THEN
+                v_outcome := 'ignored: no billing key of toss_billing matches' || v_note;
+            ELSIF v_bk.status = 'deleted' THEN
+                v_outcome := pg_catalog.format('ignored: billing key %s was already deleted', v_bk.id);
+            ELSE
+                PERFORM toss_billing._billing_key_deleted(v_bk.id,
+                                                          COALESCE(NULLIF(v_data->>'reason', ''),
+                                                                   'deleted by toss or the card company'));
+                v_outcome := pg_catalog.format('applied: billing key %s deleted (%s)', v_bk.id,
+                                               COALESCE(NULLIF(v_data->>'reason', ''), 'no reason given'));
+            END IF;
+        END IF;
+    ELSE
+        v_outcome := pg_catalog.format('ignored: event type %s is not handled', COALESCE(v_type, '(none)'));
+    END IF;
+
+    UPDATE toss_billing.webhook_events w SET processed_at = pg_catalog.now(), outcome = v_outcome
+     WHERE w.id = v_row.id
+    RETURNING * INTO v_row;
+    RETURN v_row;
+END;
+$$;
+
+GRANT EXECUTE ON FUNCTION toss_billing.ingest_webhook(jsonb, jsonb) TO toss_billing_operator;
+GRANT SELECT ON toss_billing.webhook_events TO toss_billing_operator, toss_billing_auditor;

@@ -1,0 +1,3 @@
+-- toss_billing 0.4.0 -> 0.5.0: the schema moves to one source per domain
+-- (sql/schema/); the code sections of every schema file follow this
+-- migration in the generated upgrade script.
