@@ -19,10 +19,11 @@ SELECT count(*) AS public_relations FROM pg_class
    AND (has_table_privilege('public', oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')
         OR (relkind = 'S' AND has_sequence_privilege('public', oid, 'USAGE,SELECT,UPDATE')));
 
--- every SQL function runs with an empty search_path
+-- every function runs with search_path = pg_catalog, pg_temp, but the
+-- runner (a procedure that commits: its C code pins it per statement)
 SELECT proname FROM pg_proc
- WHERE pronamespace = 'toss_billing'::regnamespace AND prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
-   AND (proconfig IS NULL OR NOT 'search_path=""' = ANY (proconfig));
+ WHERE pronamespace = 'toss_billing'::regnamespace
+   AND (proconfig IS NULL OR NOT 'search_path=pg_catalog, pg_temp' = ANY (proconfig));
 
 -- what each role may execute; SECURITY DEFINER only for the operator's
 -- entry points, which write the tables operators can only read

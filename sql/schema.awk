@@ -4,9 +4,14 @@
 #   awk -v mode=upgrade -f sql/schema.awk sql/upgrade/FROM--TO.sql sql/schema/*.sql
 #       an upgrade script: the migration (all of it), then the "-- @code"
 #       sections of every schema file (functions, views, triggers, grants,
-#       all CREATE OR REPLACE or otherwise idempotent)
-# A schema file's sections start at a line "-- @data" or "-- @code"; the
-# lines before the first one are the file's header comment.
+#       all CREATE OR REPLACE or otherwise idempotent), then the part of the
+#       migration after a line "-- @after-code" (what needs those functions,
+#       e.g. an event trigger)
+# A schema file's sections start at a line "-- @data", "-- @code" or
+# "-- @first"; the lines before the first one are the file's header comment.
+# A "first" section is code that an upgrade runs before the migration (the
+# checks that the schema is the extension's own); an install runs it in
+# place.
 BEGIN {
     if (mode == "install")
         print "\\echo Use \"CREATE EXTENSION toss_billing\" to load this file. \\quit"
@@ -21,12 +26,36 @@ BEGIN {
 FNR == 1 {
     section = "header"
     migration = (mode == "upgrade" && FILENAME ~ /sql\/upgrade\//)
-    print ""
-    print "-- ==================================================================== " FILENAME
+    banner = "\n-- ==================================================================== " FILENAME "\n"
+    if (migration)
+        body = body banner
+    else
+        out = out banner
 }
 /^-- @data[ \t]*$/ { section = "data" }
 /^-- @code[ \t]*$/ { section = "code" }
+/^-- @first[ \t]*$/ { section = "first" }
+migration && /^-- @after-code[ \t]*$/ { after = 1 }
 {
-    if (mode == "install" || migration || section == "code" || section == "header")
-        print
+    if (mode == "upgrade" && section == "first")
+        first = first $0 "\n"
+    else if (migration && after)
+        tail = tail $0 "\n"
+    else if (migration)
+        body = body $0 "\n"
+    else if (mode == "install" || section == "code" || section == "header")
+        out = out $0 "\n"
+}
+END {
+    if (first != "") {
+        print ""
+        print "-- ==================================================================== checks before the migration"
+        printf "%s", first
+    }
+    printf "%s%s", body, out
+    if (tail != "") {
+        print ""
+        print "-- ==================================================================== after the code sections"
+        printf "%s", tail
+    }
 }

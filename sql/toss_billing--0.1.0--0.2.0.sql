@@ -33,7 +33,7 @@ CREATE TABLE toss_billing.test_clocks (
 CREATE FUNCTION toss_billing.now()
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE((SELECT c.frozen_at FROM toss_billing.clock c), pg_catalog.now());
 $$;
@@ -42,7 +42,7 @@ $$;
 CREATE FUNCTION toss_billing.freeze_clock("at" timestamptz)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF freeze_clock.at IS NULL THEN
@@ -58,7 +58,7 @@ $$;
 CREATE FUNCTION toss_billing.advance_clock("by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_at timestamptz;
@@ -84,7 +84,7 @@ $$;
 CREATE FUNCTION toss_billing.unfreeze_clock()
 RETURNS timestamptz
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM toss_billing.clock;
     SELECT pg_catalog.now();
@@ -94,7 +94,7 @@ $$;
 CREATE FUNCTION toss_billing.create_test_clock("at" timestamptz DEFAULT toss_billing.now())
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id bigint;
@@ -111,7 +111,7 @@ $$;
 CREATE FUNCTION toss_billing.advance_test_clock(test_clock_id bigint, "by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_at timestamptz;
@@ -149,7 +149,7 @@ CREATE FUNCTION toss_billing.period_start(
     n integer)
 RETURNS timestamptz
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_local timestamp := period_start.anchor AT TIME ZONE period_start.time_zone;
@@ -184,7 +184,7 @@ CREATE FUNCTION toss_billing._period_at(
     "at" timestamptz)
 RETURNS integer
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_from timestamp := _period_at.anchor AT TIME ZONE _period_at.time_zone;
@@ -216,7 +216,7 @@ $$;
 CREATE FUNCTION toss_billing._valid_time_zone(time_zone text)
 RETURNS boolean
 LANGUAGE plpgsql STABLE STRICT
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF _valid_time_zone.time_zone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'
@@ -256,7 +256,7 @@ CREATE FUNCTION toss_billing.create_plan(
     trial_days integer DEFAULT 0)
 RETURNS toss_billing.plans
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_plan toss_billing.plans;
@@ -304,7 +304,7 @@ $$;
 CREATE FUNCTION toss_billing.archive_plan(plan_id bigint)
 RETURNS toss_billing.plans
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_plan toss_billing.plans;
@@ -415,7 +415,7 @@ CREATE INDEX events_subscription ON toss_billing.events (subscription_id, id);
 CREATE FUNCTION toss_billing._notify_events()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pg_catalog.pg_notify('toss_billing_events',
@@ -444,7 +444,7 @@ CREATE FUNCTION toss_billing._event(
     payment_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)
@@ -473,7 +473,7 @@ CREATE TABLE toss_billing.dunning_policy (
 CREATE FUNCTION toss_billing._dunning_policy_replace()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM toss_billing.dunning_policy;
@@ -491,7 +491,7 @@ CREATE FUNCTION toss_billing.set_dunning_policy(
     final_status text DEFAULT NULL)
 RETURNS toss_billing.dunning_policy
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_policy toss_billing.dunning_policy;
@@ -527,7 +527,7 @@ $$;
 CREATE FUNCTION toss_billing.subscription_now(subscription_id bigint)
 RETURNS timestamptz
 LANGUAGE sql STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE((SELECT tc.now_at
                        FROM toss_billing.subscriptions s
@@ -540,7 +540,7 @@ $$;
 CREATE FUNCTION toss_billing._lock_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions;
@@ -568,7 +568,7 @@ CREATE FUNCTION toss_billing.create_subscription(
     test_clock_id bigint DEFAULT NULL)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_customer_id bigint;
@@ -657,7 +657,7 @@ $$;
 CREATE FUNCTION toss_billing.change_plan(subscription_id bigint, plan_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(change_plan.subscription_id);
@@ -707,7 +707,7 @@ $$;
 CREATE FUNCTION toss_billing.cancel_subscription(subscription_id bigint, at_period_end boolean DEFAULT true)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(cancel_subscription.subscription_id);
@@ -746,7 +746,7 @@ $$;
 CREATE FUNCTION toss_billing.pause_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(pause_subscription.subscription_id);
@@ -773,7 +773,7 @@ $$;
 CREATE FUNCTION toss_billing.resume_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(resume_subscription.subscription_id);
@@ -813,7 +813,7 @@ $$;
 CREATE FUNCTION toss_billing._retry_now(subscription_ids bigint[], reason text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -853,7 +853,7 @@ $$;
 CREATE FUNCTION toss_billing.card_replaced(customer_key text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_customer_id bigint;
@@ -879,7 +879,7 @@ $$;
 CREATE FUNCTION toss_billing.retry_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(retry_subscription.subscription_id);
@@ -905,7 +905,7 @@ $$;
 CREATE FUNCTION toss_billing._apply_transitions(subscription_ids bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -1020,7 +1020,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.installation', '');
 CREATE FUNCTION toss_billing._order_tag()
 RETURNS text
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tag text;
@@ -1041,7 +1041,7 @@ RETURNS TABLE(payment_id bigint, order_id text, idempotency_key text, customer_k
               tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1140,7 +1140,7 @@ CREATE TYPE toss_billing._outcome AS (
 CREATE FUNCTION toss_billing._settle_paid(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -1205,7 +1205,7 @@ $$;
 CREATE FUNCTION toss_billing._settle_failed(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -1296,7 +1296,7 @@ $$;
 CREATE FUNCTION toss_billing._settle_unknown(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)
@@ -1327,7 +1327,7 @@ CREATE FUNCTION toss_billing._record_outcomes(
     responses jsonb[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.payment_ids), 0);
@@ -1424,7 +1424,7 @@ AS 'MODULE_PATHNAME', 'toss_run_due';
 CREATE FUNCTION toss_billing.schedule(cron text DEFAULT '* * * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_catalog.to_regnamespace('cron') IS NULL THEN
@@ -1439,7 +1439,7 @@ $$;
 CREATE FUNCTION toss_billing.unschedule()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_catalog.to_regnamespace('cron') IS NULL THEN

@@ -178,7 +178,7 @@ CREATE FUNCTION toss_billing.create_customer(
     customer_key text DEFAULT NULL)
 RETURNS toss_billing.customers
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.customers (customer_key, name, email)
     VALUES (COALESCE(customer_key, pg_catalog.gen_random_uuid()::text), name, email)

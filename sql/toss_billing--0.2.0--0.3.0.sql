@@ -20,7 +20,7 @@
 CREATE FUNCTION toss_billing._backend_start()
 RETURNS timestamptz
 LANGUAGE sql STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
 $$;
@@ -189,7 +189,7 @@ CREATE FUNCTION toss_billing._open_discrepancy(
     detail jsonb)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -217,7 +217,7 @@ $$;
 CREATE FUNCTION toss_billing._mark_stale(stale_after interval)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_started timestamptz := pg_catalog.pg_postmaster_start_time();
@@ -331,7 +331,7 @@ RETURNS TABLE(payment_id bigint, order_id text, idempotency_key text, customer_k
               tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea, created_at timestamptz)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -380,7 +380,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._retry_now(subscription_ids bigint[], reason text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -425,7 +425,7 @@ $$;
 CREATE FUNCTION toss_billing._store_payment_state(payment_id bigint, payment jsonb)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE toss_billing.payments p
@@ -451,7 +451,7 @@ $$;
 CREATE FUNCTION toss_billing._refund_events(cancel_ids bigint[])
 RETURNS void
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)
@@ -478,7 +478,7 @@ $$;
 CREATE FUNCTION toss_billing._sync_cancels(payment_id bigint, payment jsonb)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e record;
@@ -546,7 +546,7 @@ $$;
 CREATE FUNCTION toss_billing._cancel_intent(payment text, reason text, amount bigint, requested_by name)
 RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text, cancel_amount bigint)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -645,7 +645,7 @@ CREATE FUNCTION toss_billing._cancel_outcome(
     response jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_c toss_billing.cancels;
@@ -717,7 +717,7 @@ AS 'MODULE_PATHNAME', 'toss_cancel';
 CREATE FUNCTION toss_billing._delete_intent(customer_key text)
 RETURNS TABLE(billing_key_id bigint, merchant text, encrypted_key bytea)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -755,7 +755,7 @@ $$;
 CREATE FUNCTION toss_billing._billing_key_deleted(billing_key_id bigint, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_key toss_billing.billing_keys;
@@ -864,7 +864,7 @@ AS 'MODULE_PATHNAME', 'toss_transactions';
 CREATE FUNCTION toss_billing._apply_payment_state(payment jsonb)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_pay jsonb := _apply_payment_state.payment;
@@ -949,7 +949,7 @@ $$;
 CREATE FUNCTION toss_billing.ingest_webhook(payload jsonb, headers jsonb DEFAULT NULL)
 RETURNS toss_billing.webhook_events
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_headers jsonb;
@@ -1087,7 +1087,7 @@ $$;
 CREATE FUNCTION toss_billing._recover_payment(item jsonb, merchant text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_pay jsonb := CASE WHEN pg_catalog.jsonb_typeof(_recover_payment.item->'payment') = 'object'
@@ -1193,7 +1193,7 @@ CREATE FUNCTION toss_billing._transaction_items(items jsonb)
 RETURNS TABLE(n bigint, item jsonb, order_id text, payment_key text, transaction_key text, status text,
               amount bigint, is_approval boolean, is_cancel boolean)
 LANGUAGE sql IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT x.n, x.value, x.value->>'orderId', x.value->>'paymentKey', x.value->>'transactionKey', x.value->>'status',
            pg_catalog.abs((x.value->>'amount')::bigint),
@@ -1224,7 +1224,7 @@ CREATE FUNCTION toss_billing._reconcile_items(items jsonb, from_at timestamptz, 
                                               merchant text DEFAULT 'default')
 RETURNS TABLE(checked integer, recovered integer, discrepancies integer)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1419,7 +1419,7 @@ $$;
 CREATE FUNCTION toss_billing.reconcile(from_at timestamptz, to_at timestamptz, merchant text DEFAULT 'default')
 RETURNS TABLE(checked integer, recovered integer, discrepancies integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1473,7 +1473,7 @@ $$;
 CREATE FUNCTION toss_billing.resolve_discrepancy(discrepancy_id bigint, note text DEFAULT NULL)
 RETURNS toss_billing.discrepancies
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_d toss_billing.discrepancies;
@@ -1503,7 +1503,7 @@ CREATE FUNCTION toss_billing._claim_unknown_cancels(max_count integer)
 RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text,
               cancel_amount bigint, reason text, created_at timestamptz)
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH picked AS (
         SELECT c.id FROM toss_billing.cancels c
@@ -1532,7 +1532,7 @@ $$;
 CREATE FUNCTION toss_billing.resolve_unknown_now()
 RETURNS integer
 LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH due AS (
         UPDATE toss_billing.payments p SET next_resolve_at = NULL

@@ -26,7 +26,7 @@ CREATE OR REPLACE FUNCTION toss_billing._record_outcomes(
     responses jsonb[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.payment_ids), 0);

@@ -2,11 +2,14 @@
  * crypto.c — the root key and AES-256-GCM sealing of billing keys.
  *
  * The root key is read once, in the postmaster, while shared_preload_libraries
- * is processed (toss_load_root_key); every backend and background worker
- * inherits it through fork.  It lives in one mmap'd page that is mlock'ed
- * (best effort) and excluded from core dumps, and is never copied elsewhere.
- * A per-purpose subkey is derived with HMAC-SHA256 on each use and wiped
- * afterwards.
+ * is processed (toss_load_root_key); its file must pass the same ownership
+ * and mode checks as ssl_key_file.  Every backend and background worker
+ * inherits the key through fork.  It lives in one private mmap'd page that
+ * is excluded from core dumps (MADV_DONTDUMP, which fork keeps) and is never
+ * copied elsewhere.  Memory locks are not inherited across fork, so the
+ * page is mlock'ed (best effort) in the postmaster and again in each process
+ * the first time that process uses the key.  A per-purpose subkey is derived
+ * with HMAC-SHA256 on each use and wiped afterwards.
  *
  * Sealed format (bytea): version byte (1) || 12-byte nonce || ciphertext ||
  * 16-byte tag.  The associated data binds the sealed value to its row:
@@ -16,6 +19,7 @@
 #include "postgres.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -31,8 +35,9 @@
 #define NONCE_BYTES 12
 #define TAG_BYTES 16
 
-static unsigned char *root_key = NULL;	/* one locked page, or NULL */
+static unsigned char *root_key = NULL;	/* one page, or NULL */
 static bool root_key_loaded = false;
+static pid_t root_key_locked_by = 0;	/* the process that last mlock'ed it */
 static const char *root_key_problem = NULL; /* static string, for errdetail */
 
 static const char subkey_info[] = "toss_billing billing key v1";
@@ -50,6 +55,12 @@ read_root_key_file(unsigned char *out)
 	if (f == NULL)
 	{
 		root_key_problem = "The file named by toss_billing.root_key_file could not be opened.";
+		return;
+	}
+	root_key_problem = toss_key_file_problem(fileno(f));
+	if (root_key_problem != NULL)
+	{
+		fclose(f);
 		return;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -86,6 +97,7 @@ toss_load_root_key(void)
 		return;
 	}
 	(void) mlock(page, 4096);
+	root_key_locked_by = getpid();
 #ifdef MADV_DONTDUMP
 	(void) madvise(page, 4096, MADV_DONTDUMP);
 #endif
@@ -94,14 +106,22 @@ toss_load_root_key(void)
 	if (!root_key_loaded)
 		ereport(WARNING,
 				(errmsg("toss_billing could not load its root key; billing keys cannot be stored or used"),
-				 errdetail_internal("%s", root_key_problem)));
+				 errdetail_internal("%s", root_key_problem),
+				 errhint("Fix the file named by toss_billing.root_key_file (64 hex digits, owned by the server's OS user with mode 0600) and restart the server.")));
 }
 
 void
 toss_require_root_key(void)
 {
 	if (root_key_loaded)
+	{
+		if (root_key_locked_by != getpid())
+		{
+			(void) mlock(root_key, 4096);
+			root_key_locked_by = getpid();
+		}
 		return;
+	}
 	if (!process_shared_preload_libraries_done || root_key_problem == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_TOSS_CONFIGURATION),
@@ -112,7 +132,7 @@ toss_require_root_key(void)
 			(errcode(ERRCODE_TOSS_CONFIGURATION),
 			 errmsg("the toss_billing root key is not loaded"),
 			 errdetail_internal("%s", root_key_problem),
-			 errhint("Fix toss_billing.root_key_file and restart the server.")));
+			 errhint("Fix the file named by toss_billing.root_key_file (64 hex digits, owned by the server's OS user with mode 0600) and restart the server.")));
 }
 
 /* A per-purpose key: HMAC-SHA256(root key, info).  Callers wipe it. */

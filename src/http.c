@@ -15,8 +15,11 @@
  * interrupt is pending; after cleanup, CHECK_FOR_INTERRUPTS() raises the
  * real cancel/timeout/termination error.  No lock is held across the call.
  *
- * Secrets: the Authorization header is handed to curl and nowhere else;
- * CURLOPT_VERBOSE is never set.
+ * Secrets: the Authorization header is handed to curl and nowhere else; our
+ * copy of it in the header list is wiped before the list is freed, and the
+ * caller wipes its copy of a URL that holds a billing key (curl's own copy
+ * of the URL is freed, unwiped, with the handle).  CURLOPT_VERBOSE is never
+ * set.
  */
 #include "postgres.h"
 
@@ -176,6 +179,9 @@ typedef struct Transfer
 static void
 transfer_free(Transfer *t)
 {
+	/* the header list holds the Authorization value: wipe it before freeing */
+	for (struct curl_slist *h = t->headers; h != NULL; h = h->next)
+		explicit_bzero(h->data, strlen(h->data));
 	if (t->headers)
 		curl_slist_free_all(t->headers);
 	if (t->h)

@@ -140,6 +140,7 @@ job_issue(const TossJob *job, TossJobResult *result)
 		toss_wipe_string(billing_key);
 		explicit_bzero(reply.http.body, reply.http.body_len);
 		summarize_billing(reply.doc, &card);
+		toss_json_wipe(reply.doc);
 		toss_store_issue_success(row_id, customer_id, sealed, &card);
 		toss_store_key_hash(row_id, hash);
 		MemoryContextSwitchTo(job_cxt);

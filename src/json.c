@@ -40,6 +40,27 @@ free_doc(void *arg)
 	doc->root = NULL;
 }
 
+static void
+wipe_node(cJSON *n)
+{
+	for (; n != NULL; n = n->next)
+	{
+		if (n->valuestring)
+			explicit_bzero(n->valuestring, strlen(n->valuestring));
+		if (n->string)
+			explicit_bzero(n->string, strlen(n->string));
+		wipe_node(n->child);
+	}
+}
+
+/* Overwrite every string of a parsed document (it may hold a billing key). */
+void
+toss_json_wipe(TossJson *doc)
+{
+	if (doc != NULL && doc->root != NULL)
+		wipe_node(doc->root);
+}
+
 /* Returns NULL if the text is not valid JSON. */
 TossJson *
 toss_json_parse(const char *text, size_t len)

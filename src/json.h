@@ -31,5 +31,6 @@ extern char *toss_json_raw(TossJson *doc, const char *path);
 extern char *toss_json_array_item(TossJson *doc, int i);
 extern char *toss_json_array_item_text(TossJson *doc, int i, const char *key);
 extern char *toss_json_build(const TossJsonField *fields, int nfields);
+extern void toss_json_wipe(TossJson *doc);
 
 #endif

@@ -17,6 +17,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -33,6 +35,7 @@ PG_FUNCTION_INFO_V1(toss_billing_key_hash);
 PG_FUNCTION_INFO_V1(toss_backfill_key_hashes);
 
 #define TRANSACTIONS_PAGE 5000	/* Toss's maximum limit */
+#define TRANSACTIONS_MAX_PAGES 2000 /* 10 million transactions in one window */
 
 static void
 endpoint_for(const char *merchant, TossEndpoint *ep)
@@ -124,6 +127,7 @@ toss_transactions(PG_FUNCTION_ARGS)
 	char	   *start_date;
 	char	   *end_date;
 	char	   *after = NULL;
+	List	   *seen = NIL;		/* the transactionKey each page ended at */
 	TossEndpoint ep;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -139,13 +143,25 @@ toss_transactions(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC | MAT_SRF_BLESS);
 	endpoint_for(merchant_arg(fcinfo, 2), &ep);
 
-	for (;;)
+	/*
+	 * Follow startingAfter page by page.  A cursor that does not move on
+	 * (a page ending where an earlier one ended) or a window of more pages
+	 * than any real one would loop until statement_timeout: stop with an
+	 * error instead.
+	 */
+	for (int page = 1;; page++)
 	{
 		TossReply	reply;
 		int			n = 0;
 		char	   *item;
 
 		CHECK_FOR_INTERRUPTS();
+		if (page > TRANSACTIONS_MAX_PAGES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("toss returned more than %d pages of transactions", TRANSACTIONS_MAX_PAGES),
+					 errdetail("The window from %s to %s was not read to its end.", start_date, end_date),
+					 errhint("Reconcile a shorter window.")));
 		toss_api_transactions(&ep, start_date, end_date, after, TRANSACTIONS_PAGE, &reply);
 		require_ok(&reply, "list transactions at toss");
 		/* the reply is a JSON array of items */
@@ -160,6 +176,13 @@ toss_transactions(PG_FUNCTION_ARGS)
 		}
 		if (n < TRANSACTIONS_PAGE || after == NULL)
 			break;
+		if (list_member(seen, makeString(after)))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("toss returned the same page of transactions twice"),
+					 errdetail("Page %d ends at transaction %s again; the cursor does not advance.", page, after),
+					 errhint("Nothing was reconciled. Try again later, or reconcile a shorter window.")));
+		seen = lappend(seen, makeString(after));
 	}
 	toss_wipe_string((char *) ep.authorization);
 	return (Datum) 0;

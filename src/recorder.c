@@ -46,6 +46,7 @@
 
 #include "recorder.h"
 #include "settings.h"
+#include "storage.h"
 #include "worker.h"
 
 #define RECORDER_MAGIC 0x70551b12
@@ -125,10 +126,10 @@ toss_record_outcomes(const TossOutcomeRow *rows, int n)
 	 * the order up, so no charge can be lost.  The claim commits stay
 	 * synchronous: they are what makes every call findable.
 	 */
-	if (SPI_execute("SET LOCAL synchronous_commit TO off", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not relax synchronous_commit for an outcome batch");
-	if (SPI_execute_with_args("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::jsonb[])",
-							  7, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	if (toss_spi_execute("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::pg_catalog.jsonb[])",
+						 7, types, values, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing._record_outcomes failed");
 }
 

@@ -244,7 +244,7 @@ claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 	 * (With the outcome recorder, this backend's commits are far apart.)
 	 */
 	SPI_commit();
-	if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+	if (toss_spi_execute(sql, 1, &argtype, &arg, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing: claiming query failed");
 	got = SPI_processed;
 	for (uint64 i = 0; i < got; i++)
@@ -640,10 +640,10 @@ recover_cancels(Runner *r)
 		TupleDesc	desc;
 
 		CHECK_FOR_INTERRUPTS();
-		if (SPI_execute_with_args("SELECT cancel_id, payment_key, idempotency_key, merchant, "
-								  "cancel_amount, reason, created_at "
-								  "FROM toss_billing._claim_unknown_cancels($1)",
-								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		if (toss_spi_execute("SELECT cancel_id, payment_key, idempotency_key, merchant, "
+							 "cancel_amount, reason, created_at "
+							 "FROM toss_billing._claim_unknown_cancels($1)",
+							 1, &argtype, &arg, NULL, false) != SPI_OK_SELECT)
 			elog(ERROR, "toss_billing._claim_unknown_cancels failed");
 		got = SPI_processed;
 		desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
@@ -704,8 +704,8 @@ recover(Runner *r)
 
 	stale.time = (2 * (int64) toss_timeout_ms + 60000) * 1000;
 	arg = IntervalPGetDatum(&stale);
-	if (SPI_execute_with_args("SELECT toss_billing._mark_stale($1)", 1, &argtype, &arg, NULL,
-							  false, 0) != SPI_OK_SELECT)
+	if (toss_spi_execute("SELECT toss_billing._mark_stale($1)", 1, &argtype, &arg, NULL,
+						 false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing._mark_stale failed");
 	SPI_commit();
 

@@ -30,6 +30,7 @@ char	   *toss_root_key_file = NULL;
 int			toss_max_concurrency = 16;
 bool		toss_outcome_recorder = true;
 int			toss_max_requests_per_second = 0;
+bool		toss_allow_drop = false;
 
 static bool
 is_loopback_host(const char *host, size_t len)
@@ -168,6 +169,14 @@ toss_define_settings(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("toss_billing.allow_drop",
+							 "Lets DROP EXTENSION toss_billing delete a ledger that holds payment records.",
+							 "Off, an event trigger refuses to drop the extension while payments, cancels or billing keys hold rows.",
+							 &toss_allow_drop,
+							 false,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("toss_billing");
 }
 
@@ -204,27 +213,41 @@ toss_wipe_string(char *s)
 		explicit_bzero(s, strlen(s));
 }
 
-static void
-check_key_file_permissions(FILE *f)
+/*
+ * The rule PostgreSQL applies to ssl_key_file, for toss_billing's two key
+ * files: a regular file owned by the server's OS user with no group or world
+ * access (0600 or less), or owned by root with at most group read (0640 or
+ * less).  Returns NULL if the file passes, else a sentence saying why not.
+ */
+const char *
+toss_key_file_problem(int fd)
 {
 	struct stat st;
 
-	if (fstat(fileno(f), &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat the file named by toss_billing.secret_key_file: %m")));
+	if (fstat(fd, &st) != 0)
+		return "The file could not be examined (fstat failed).";
 	if (!S_ISREG(st.st_mode))
+		return "The file is not a regular file.";
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return "The file must be owned by the database server's OS user or by root.";
+	if (st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		return "The file has group or world access; it must be u=rw (0600) or less when owned by the database user.";
+	if (st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO)))
+		return "The file has too broad access; it must be u=rw,g=r (0640) or less when owned by root.";
+	return NULL;
+}
+
+static void
+check_key_file_permissions(FILE *f)
+{
+	const char *problem = toss_key_file_problem(fileno(f));
+
+	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_TOSS_CONFIGURATION),
-				 errmsg("toss_billing.secret_key_file is not a regular file")));
-	/* as for ssl_key_file: owner-only, or group-readable when owned by root */
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
-		ereport(ERROR,
-				(errcode(ERRCODE_TOSS_CONFIGURATION),
-				 errmsg("the toss secret key file has group or world access"),
-				 errdetail("The file must be owned by the database user with permissions u=rw (0600) or less, or owned by root with u=rw,g=r (0640) or less."),
-				 errhint("Run chmod 0600 on the file named by toss_billing.secret_key_file.")));
+				 errmsg("the toss secret key file is not safe to use"),
+				 errdetail("%s", problem),
+				 errhint("chown the file named by toss_billing.secret_key_file to the database server's OS user and chmod it 0600.")));
 }
 
 static bool

@@ -12,6 +12,7 @@ extern char *toss_root_key_file;
 extern int	toss_max_concurrency;
 extern bool toss_outcome_recorder;
 extern int	toss_max_requests_per_second;
+extern bool toss_allow_drop;
 
 #define TOSS_MERCHANT_MAXLEN 63
 #define TOSS_API_URL_MAXLEN 1024
@@ -21,5 +22,6 @@ extern bool toss_merchant_name_is_valid(const char *name);
 extern char *toss_authorization_header(const char *merchant);
 extern char *toss_api_base_url(void);
 extern void toss_wipe_string(char *s);
+extern const char *toss_key_file_problem(int fd);
 
 #endif

@@ -15,6 +15,7 @@
 #include "executor/spi.h"
 #include "storage.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #define MAX_ARGS 16
 
@@ -65,12 +66,32 @@ arg_outcome(Args *a, const TossChargeOutcome *o)
 	arg_text(a, o->payment_json);
 }
 
+/*
+ * Every statement toss_billing's C code runs goes through here: with
+ * search_path = pg_catalog, pg_temp for the statement alone (a GUC nest
+ * level, popped after it; an error pops it with the (sub)transaction), so
+ * that no caller's setting can make a name in the statement text resolve to
+ * an object of the caller's.  Returns SPI's result code.
+ */
+int
+toss_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
+				 const char *nulls, bool read_only)
+{
+	int			nest = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	AtEOXact_GUC(true, nest);
+	return rc;
+}
+
 /* Run a statement; returns the number of rows processed. */
 static uint64
 run(const char *sql, Args *a, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, a->n, a->types, a->values, a->nulls,
-										   false, 0);
+	int			rc = toss_spi_execute(sql, a->n, a->types, a->values, a->nulls, false);
 
 	if (rc != expected)
 		elog(ERROR, "toss_billing: SPI statement failed with code %d", rc);

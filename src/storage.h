@@ -60,6 +60,9 @@ typedef struct TossCancelIntent
 	int64		amount;			/* when !full */
 } TossCancelIntent;
 
+extern int	toss_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, bool read_only);
+
 extern int64 toss_store_customer_id(const char *customer_key);
 extern int64 toss_store_issue_intent(int64 customer_id, const char *merchant,
 									 const char *idempotency_key);

@@ -58,17 +58,55 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.billing_keys_id_seq', '
 
 -- @code
 
+-- The rules of a customer row, checked before it is written (by
+-- create_customer or by an operator's own INSERT or UPDATE) so that a bad
+-- value gets 22023 with a sentence, not a bare check-constraint violation.
+CREATE OR REPLACE FUNCTION toss_billing._check_customer()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.customer_key IS NULL THEN
+        RAISE EXCEPTION 'customer_key must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NEW.customer_key !~ '^[A-Za-z0-9_=.@-]{2,50}$' THEN
+        RAISE EXCEPTION 'customer_key "%" is not valid', NEW.customer_key USING ERRCODE = '22023',
+            DETAIL = 'A customer key is 2 to 50 characters of letters, digits and - _ = . @.',
+            HINT = 'Toss asks for a key that cannot be guessed; leave it out and a random UUID is used.';
+    END IF;
+    IF pg_catalog.char_length(NEW.name) > 100 THEN
+        RAISE EXCEPTION 'name is longer than 100 characters' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Toss accepts at most 100 characters; this value has %s.', pg_catalog.char_length(NEW.name));
+    END IF;
+    IF pg_catalog.char_length(NEW.email) > 100 THEN
+        RAISE EXCEPTION 'email is longer than 100 characters' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Toss accepts at most 100 characters; this value has %s.', pg_catalog.char_length(NEW.email));
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE OR REPLACE TRIGGER customers_check BEFORE INSERT OR UPDATE ON toss_billing.customers
+    FOR EACH ROW EXECUTE FUNCTION toss_billing._check_customer();
+
+-- Creates a customer; customer_key defaults to a random UUID.
 CREATE OR REPLACE FUNCTION toss_billing.create_customer(
     name text DEFAULT NULL,
     email text DEFAULT NULL,
     customer_key text DEFAULT NULL)
 RETURNS toss_billing.customers
-LANGUAGE sql VOLATILE
-SET search_path = ''
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_customer toss_billing.customers;
+BEGIN
     INSERT INTO toss_billing.customers (customer_key, name, email)
-    VALUES (COALESCE(customer_key, pg_catalog.gen_random_uuid()::text), name, email)
-    RETURNING *;
+    VALUES (COALESCE(create_customer.customer_key, pg_catalog.gen_random_uuid()::text),
+            create_customer.name, create_customer.email)
+    RETURNING * INTO v_customer;
+    RETURN v_customer;
+END;
 $$;
 
 CREATE OR REPLACE VIEW toss_billing.billing_key_info AS
@@ -86,6 +124,7 @@ CREATE OR REPLACE FUNCTION toss_billing.toss_issue_billing_key(
     merchant text DEFAULT 'default')
 RETURNS toss_billing.billing_key_info
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_issue_billing_key';
 
 -- The first half of toss_delete_billing_key: the customer's active key, to
@@ -93,7 +132,7 @@ AS 'MODULE_PATHNAME', 'toss_issue_billing_key';
 CREATE OR REPLACE FUNCTION toss_billing._delete_intent(customer_key text)
 RETURNS TABLE(billing_key_id bigint, merchant text, encrypted_key bytea)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -131,7 +170,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._billing_key_deleted(billing_key_id bigint, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_key toss_billing.billing_keys;
@@ -194,18 +233,21 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.toss_delete_billing_key(customer_key text)
 RETURNS toss_billing.billing_key_info
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_delete_billing_key';
 
 -- The keyed hash stored in billing_keys.key_hash.
 CREATE OR REPLACE FUNCTION toss_billing._billing_key_hash(billing_key text)
 RETURNS bytea
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_billing_key_hash';
 
 -- Fills key_hash for keys issued before 0.3.0; returns how many.
 CREATE OR REPLACE FUNCTION toss_billing._backfill_key_hashes()
 RETURNS integer
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_backfill_key_hashes';
 
 GRANT EXECUTE ON FUNCTION toss_billing.create_customer(text, text, text),
@@ -216,8 +258,10 @@ GRANT SELECT, INSERT ON toss_billing.customers TO toss_billing_operator;
 GRANT UPDATE (name, email) ON toss_billing.customers TO toss_billing_operator;
 GRANT SELECT ON toss_billing.billing_key_info TO toss_billing_operator;
 GRANT SELECT ON toss_billing.customers, toss_billing.billing_key_info TO toss_billing_auditor;
--- Everything of billing_keys but the ciphertext and the lookup hash.
-GRANT SELECT (id, customer_id, merchant, status, idempotency_key, mid, method, card_company,
+-- Everything of billing_keys but the ciphertext, the lookup hash and the
+-- issuance's Idempotency-Key (with the secret key, a replay of the issuance
+-- returns the billing key in the clear for 15 days).
+GRANT SELECT (id, customer_id, merchant, status, mid, method, card_company,
               card_issuer_code, card_acquirer_code, card_number, card_type, card_owner_type,
               authenticated_at, failure_code, failure_message, created_at, updated_at,
               deleted_at, deleted_reason)

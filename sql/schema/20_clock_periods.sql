@@ -30,7 +30,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.test_clocks_id_seq', ''
 CREATE OR REPLACE FUNCTION toss_billing.now()
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE((SELECT c.frozen_at FROM toss_billing.clock c), pg_catalog.now());
 $$;
@@ -39,11 +39,15 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.freeze_clock("at" timestamptz)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF freeze_clock.at IS NULL THEN
         RAISE EXCEPTION 'at must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT pg_catalog.isfinite(freeze_clock.at) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('%s is not a point in time a clock can stand at.', freeze_clock.at);
     END IF;
     INSERT INTO toss_billing.clock AS c (frozen_at) VALUES (freeze_clock.at)
     ON CONFLICT (singleton) DO UPDATE SET frozen_at = excluded.frozen_at, updated_at = pg_catalog.now();
@@ -55,7 +59,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.advance_clock("by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_at timestamptz;
@@ -81,7 +85,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.unfreeze_clock()
 RETURNS timestamptz
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM toss_billing.clock;
     SELECT pg_catalog.now();
@@ -91,13 +95,17 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.create_test_clock("at" timestamptz DEFAULT toss_billing.now())
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id bigint;
 BEGIN
     IF create_test_clock.at IS NULL THEN
         RAISE EXCEPTION 'at must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT pg_catalog.isfinite(create_test_clock.at) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('%s is not a point in time a clock can stand at.', create_test_clock.at);
     END IF;
     INSERT INTO toss_billing.test_clocks (now_at) VALUES (create_test_clock.at) RETURNING id INTO v_id;
     RETURN v_id;
@@ -108,13 +116,13 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.advance_test_clock(test_clock_id bigint, "by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_at timestamptz;
 BEGIN
-    IF advance_test_clock.by IS NULL THEN
-        RAISE EXCEPTION 'by must not be null' USING ERRCODE = '22004';
+    IF advance_test_clock.test_clock_id IS NULL OR advance_test_clock.by IS NULL THEN
+        RAISE EXCEPTION 'test_clock_id and by must not be null' USING ERRCODE = '22004';
     END IF;
     IF advance_test_clock.by < '0'::interval THEN
         RAISE EXCEPTION 'by must be a non-negative interval' USING ERRCODE = '22023',
@@ -143,13 +151,22 @@ CREATE OR REPLACE FUNCTION toss_billing.period_start(
     interval_count integer,
     n integer)
 RETURNS timestamptz
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = ''
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_local timestamp := period_start.anchor AT TIME ZONE period_start.time_zone;
+    v_local timestamp;
     v_units integer;
 BEGIN
+    IF period_start.anchor IS NULL OR period_start.time_zone IS NULL OR period_start.interval_unit IS NULL
+       OR period_start.interval_count IS NULL OR period_start.n IS NULL THEN
+        RAISE EXCEPTION 'period_start arguments must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT pg_catalog.isfinite(period_start.anchor) THEN
+        RAISE EXCEPTION 'anchor must be a finite time' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Periods cannot be counted from %s.', period_start.anchor);
+    END IF;
+    v_local := period_start.anchor AT TIME ZONE period_start.time_zone;
     IF period_start.interval_count < 1 THEN
         RAISE EXCEPTION 'interval_count must be at least 1' USING ERRCODE = '22023';
     END IF;
@@ -179,13 +196,17 @@ CREATE OR REPLACE FUNCTION toss_billing._period_at(
     "at" timestamptz)
 RETURNS integer
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_from timestamp := _period_at.anchor AT TIME ZONE _period_at.time_zone;
     v_to timestamp := _period_at.at AT TIME ZONE _period_at.time_zone;
     v_n integer;
 BEGIN
+    IF NOT pg_catalog.isfinite(_period_at.anchor) OR NOT pg_catalog.isfinite(_period_at.at) THEN
+        RAISE EXCEPTION 'billing periods need finite times' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The anchor is %s and the time %s.', _period_at.anchor, _period_at.at);
+    END IF;
     IF _period_at.at < _period_at.anchor THEN
         RETURN 0;
     END IF;
@@ -211,7 +232,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._valid_time_zone(time_zone text)
 RETURNS boolean
 LANGUAGE plpgsql STABLE STRICT
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF _valid_time_zone.time_zone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'

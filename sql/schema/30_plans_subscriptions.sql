@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION toss_billing.create_plan(
     trial_days integer DEFAULT 0)
 RETURNS toss_billing.plans
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_plan toss_billing.plans;
@@ -114,11 +114,13 @@ BEGIN
         RAISE EXCEPTION 'interval_unit "%" is not valid', create_plan.interval_unit USING ERRCODE = '22023',
             DETAIL = 'An interval unit is day, week, month or year.';
     END IF;
-    IF create_plan.interval_count < 1 THEN
-        RAISE EXCEPTION 'interval_count must be at least 1' USING ERRCODE = '22023';
+    IF create_plan.interval_count NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'interval_count must be between 1 and 1000' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The interval count is %s.', create_plan.interval_count);
     END IF;
-    IF create_plan.trial_days < 0 THEN
-        RAISE EXCEPTION 'trial_days must not be negative' USING ERRCODE = '22023';
+    IF create_plan.trial_days NOT BETWEEN 0 AND 3650 THEN
+        RAISE EXCEPTION 'trial_days must be between 0 and 3650' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The trial is %s days.', create_plan.trial_days);
     END IF;
     INSERT INTO toss_billing.plans (name, amount, interval_unit, interval_count, trial_days)
     VALUES (create_plan.name, create_plan.amount, create_plan.interval_unit, create_plan.interval_count,
@@ -133,11 +135,14 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.archive_plan(plan_id bigint)
 RETURNS toss_billing.plans
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_plan toss_billing.plans;
 BEGIN
+    IF archive_plan.plan_id IS NULL THEN
+        RAISE EXCEPTION 'plan_id must not be null' USING ERRCODE = '22004';
+    END IF;
     UPDATE toss_billing.plans p SET active = false WHERE p.id = archive_plan.plan_id RETURNING * INTO v_plan;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'plan % does not exist', archive_plan.plan_id USING ERRCODE = 'P0002';
@@ -149,25 +154,33 @@ $$;
 -- The current time of a subscription: its test clock's, else toss_billing.now().
 CREATE OR REPLACE FUNCTION toss_billing.subscription_now(subscription_id bigint)
 RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = ''
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE((SELECT tc.now_at
+BEGIN
+    IF subscription_now.subscription_id IS NULL THEN
+        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    RETURN COALESCE((SELECT tc.now_at
                        FROM toss_billing.subscriptions s
                        JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
-                      WHERE s.id = $1),
+                      WHERE s.id = subscription_now.subscription_id),
                     toss_billing.now());
+END;
 $$;
 
 -- Locks a subscription for a change; fails if it does not exist.
 CREATE OR REPLACE FUNCTION toss_billing._lock_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions;
 BEGIN
+    IF _lock_subscription.subscription_id IS NULL THEN
+        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _lock_subscription.subscription_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'subscription % does not exist', _lock_subscription.subscription_id USING ERRCODE = 'P0002';
@@ -191,7 +204,7 @@ CREATE OR REPLACE FUNCTION toss_billing.create_subscription(
     test_clock_id bigint DEFAULT NULL)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_customer_id bigint;
@@ -233,6 +246,11 @@ BEGIN
     END IF;
     IF pg_catalog.jsonb_typeof(create_subscription.metadata) <> 'object' THEN
         RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF NOT pg_catalog.isfinite(create_subscription.anchor) THEN
+        RAISE EXCEPTION 'anchor must be a finite time' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Billing periods cannot be counted from %s.', create_subscription.anchor),
+            HINT = 'Pass the time the first period starts, or NULL for the subscription''s clock.';
     END IF;
     IF create_subscription.test_clock_id IS NULL THEN
         v_now := toss_billing.now();
@@ -280,7 +298,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.change_plan(subscription_id bigint, plan_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(change_plan.subscription_id);
@@ -288,6 +306,9 @@ DECLARE
     v_now timestamptz := toss_billing.subscription_now(v_sub.id);
     v_period integer;
 BEGIN
+    IF change_plan.plan_id IS NULL THEN
+        RAISE EXCEPTION 'plan_id must not be null' USING ERRCODE = '22004';
+    END IF;
     IF v_sub.status = 'canceled' THEN
         RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000';
     END IF;
@@ -330,7 +351,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.cancel_subscription(subscription_id bigint, at_period_end boolean DEFAULT true)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(cancel_subscription.subscription_id);
@@ -369,7 +390,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.pause_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(pause_subscription.subscription_id);
@@ -396,7 +417,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.resume_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(resume_subscription.subscription_id);
@@ -432,14 +453,13 @@ END;
 $$;
 
 -- Makes past_due and unpaid subscriptions due again with a fresh dunning
--- schedule (unpaid ones become past_due again); returns how many.  As in
--- 0.2.0, except that an open period that has not started yet (a
--- subscription that went past_due because its billing key was deleted) is
--- charged at its start, not early.
+-- schedule (unpaid ones become past_due again); returns how many.  An open
+-- period that has not started yet (a subscription that went past_due
+-- because its billing key was deleted) is charged at its start, not early.
 CREATE OR REPLACE FUNCTION toss_billing._retry_now(subscription_ids bigint[], reason text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -481,11 +501,14 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.card_replaced(customer_key text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_customer_id bigint;
 BEGIN
+    IF card_replaced.customer_key IS NULL THEN
+        RAISE EXCEPTION 'customer_key must not be null' USING ERRCODE = '22004';
+    END IF;
     SELECT c.id INTO v_customer_id FROM toss_billing.customers c WHERE c.customer_key = card_replaced.customer_key;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown customer "%"', card_replaced.customer_key USING ERRCODE = 'P0002',
@@ -507,7 +530,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.retry_subscription(subscription_id bigint)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions := toss_billing._lock_subscription(retry_subscription.subscription_id);
@@ -531,7 +554,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._apply_transitions(subscription_ids bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();

@@ -156,6 +156,7 @@ CREATE OR REPLACE FUNCTION toss_billing.toss_charge(
     tax_free_amount bigint DEFAULT 0)
 RETURNS toss_billing.payment
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_charge';
 
 -- A payment row takes Toss's latest Payment: status, balance, amounts and
@@ -164,7 +165,7 @@ AS 'MODULE_PATHNAME', 'toss_charge';
 CREATE OR REPLACE FUNCTION toss_billing._store_payment_state(payment_id bigint, payment jsonb)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE toss_billing.payments p

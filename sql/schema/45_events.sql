@@ -33,7 +33,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.events_id_seq', '');
 CREATE OR REPLACE FUNCTION toss_billing._notify_events()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pg_catalog.pg_notify('toss_billing_events',
@@ -62,7 +62,7 @@ CREATE OR REPLACE FUNCTION toss_billing._event(
     payment_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)

@@ -42,7 +42,7 @@ CREATE TYPE toss_billing._outcome AS (
 CREATE OR REPLACE FUNCTION toss_billing._dunning_policy_replace()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM toss_billing.dunning_policy;
@@ -59,7 +59,7 @@ CREATE OR REPLACE FUNCTION toss_billing.set_dunning_policy(
     final_status text DEFAULT NULL)
 RETURNS toss_billing.dunning_policy
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_policy toss_billing.dunning_policy;
@@ -98,7 +98,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._settle_paid(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -163,7 +163,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._settle_failed(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
@@ -254,7 +254,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._settle_unknown(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)

@@ -20,7 +20,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.installation', '');
 CREATE OR REPLACE FUNCTION toss_billing._order_tag()
 RETURNS text
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tag text;
@@ -50,7 +50,7 @@ RETURNS TABLE(payment_id bigint, order_id text, idempotency_key text, customer_k
               tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -125,16 +125,6 @@ BEGIN
 END;
 $$;
 
--- worker of its own (the outcome recorder, in C) while it goes on claiming,
--- so outcome transactions now run beside the same runner's claims.
--- _record_outcomes takes its locks in the order that cannot deadlock with a
--- claim: the subscriptions (in id order), then the payments.  Its contract
--- is unchanged: recording an outcome twice changes nothing.
---
--- Style as in 0.2.0: everything is schema-qualified; function bodies run with
--- search_path = ''.  CREATE OR REPLACE keeps the function's owner and its
--- privileges (the extension owner's alone).
-
 -- Records the outcomes of claimed attempts (one array element per payment)
 -- and settles their subscriptions.  The ledger row is completed exactly as
 -- the single-charge path does (toss_store_charge_outcome): code and message
@@ -151,7 +141,7 @@ CREATE OR REPLACE FUNCTION toss_billing._record_outcomes(
     responses jsonb[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.payment_ids), 0);
@@ -259,14 +249,24 @@ AS 'MODULE_PATHNAME', 'toss_run_due';
 CREATE OR REPLACE FUNCTION toss_billing.schedule(cron text DEFAULT '* * * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF schedule.cron IS NULL THEN
+        RAISE EXCEPTION 'cron must not be null' USING ERRCODE = '22004',
+            HINT = 'Give a cron schedule such as ''* * * * *'' (every minute).';
+    END IF;
     IF pg_catalog.to_regnamespace('cron') IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database' USING ERRCODE = '55000',
             HINT = 'Create the pg_cron extension in the database named by cron.database_name, or run CALL toss_billing.run_due() from any scheduler.';
     END IF;
-    RETURN cron.schedule('toss_billing_run_due', schedule.cron, 'CALL toss_billing.run_due()');
+    BEGIN
+        RETURN cron.schedule('toss_billing_run_due', schedule.cron, 'CALL toss_billing.run_due()');
+    EXCEPTION WHEN internal_error OR invalid_parameter_value OR syntax_error THEN
+        RAISE EXCEPTION 'cron schedule "%" is not valid', schedule.cron USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('pg_cron refused it: %s.', SQLERRM),
+            HINT = 'Use five cron fields (minute hour day month weekday), e.g. ''* * * * *'', or ''N seconds''.';
+    END;
 END;
 $$;
 
@@ -274,7 +274,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.unschedule()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_catalog.to_regnamespace('cron') IS NULL THEN

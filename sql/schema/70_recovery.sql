@@ -21,7 +21,7 @@
 CREATE OR REPLACE FUNCTION toss_billing._mark_stale(stale_after interval)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_started timestamptz := pg_catalog.pg_postmaster_start_time();
@@ -135,7 +135,7 @@ RETURNS TABLE(payment_id bigint, order_id text, idempotency_key text, customer_k
               tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea, created_at timestamptz)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -184,7 +184,7 @@ CREATE OR REPLACE FUNCTION toss_billing._claim_unknown_cancels(max_count integer
 RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text,
               cancel_amount bigint, reason text, created_at timestamptz)
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH picked AS (
         SELECT c.id FROM toss_billing.cancels c
@@ -213,7 +213,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.resolve_unknown_now()
 RETURNS integer
 LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH due AS (
         UPDATE toss_billing.payments p SET next_resolve_at = NULL

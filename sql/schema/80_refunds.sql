@@ -53,7 +53,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.cancels_id_seq', '');
 CREATE OR REPLACE FUNCTION toss_billing._refund_events(cancel_ids bigint[])
 RETURNS void
 LANGUAGE sql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
                                      reason, detail)
@@ -80,7 +80,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._sync_cancels(payment_id bigint, payment jsonb)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e record;
@@ -148,7 +148,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._cancel_intent(payment text, reason text, amount bigint, requested_by name)
 RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text, cancel_amount bigint)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -247,7 +247,7 @@ CREATE OR REPLACE FUNCTION toss_billing._cancel_outcome(
     response jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_c toss_billing.cancels;
@@ -310,7 +310,12 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.toss_cancel(payment text, reason text, amount bigint DEFAULT NULL)
 RETURNS toss_billing.payment
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_cancel';
 
 GRANT EXECUTE ON FUNCTION toss_billing.toss_cancel(text, text, bigint) TO toss_billing_operator;
-GRANT SELECT ON toss_billing.cancels TO toss_billing_operator, toss_billing_auditor;
+-- Everything but the Idempotency-Key (a replay token).
+GRANT SELECT (id, payment_id, requested_amount, reason, state, requested_by, transaction_key, canceled_amount,
+              canceled_at, failure_class, failure_code, failure_message, http_status, response, caller_pid,
+              caller_started_at, resolve_attempts, next_resolve_at, created_at, updated_at)
+    ON toss_billing.cancels TO toss_billing_operator, toss_billing_auditor;

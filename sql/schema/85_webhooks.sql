@@ -27,6 +27,7 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.webhook_events_id_seq',
 CREATE OR REPLACE FUNCTION toss_billing._fetch_payment(payment_key text, merchant text DEFAULT 'default')
 RETURNS jsonb
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_fetch_payment';
 
 -- Applies a Payment object Toss returned (never a webhook's payload: the
@@ -44,7 +45,7 @@ AS 'MODULE_PATHNAME', 'toss_fetch_payment';
 CREATE OR REPLACE FUNCTION toss_billing._apply_payment_state(payment jsonb)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_pay jsonb := _apply_payment_state.payment;
@@ -127,7 +128,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.ingest_webhook(payload jsonb, headers jsonb DEFAULT NULL)
 RETURNS toss_billing.webhook_events
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_headers jsonb;
@@ -250,5 +251,44 @@ BEGIN
 END;
 $$;
 
-GRANT EXECUTE ON FUNCTION toss_billing.ingest_webhook(jsonb, jsonb) TO toss_billing_operator;
+-- Sets up the login role a webhook receiver connects as.  A BILLING_DELETED
+-- payload holds a billing key, and PostgreSQL logs statement texts and bind
+-- parameters whenever log_statement, log_min_duration_statement, sampling or
+-- log_min_error_statement say so.  This turns all of that off for the role
+-- (ALTER ROLE ... SET: it applies to sessions that log in as the role, not
+-- to SET ROLE), and makes it a member of toss_billing_receiver, which may
+-- call ingest_webhook and nothing else.  Returns the settings it made.
+CREATE OR REPLACE FUNCTION toss_billing.configure_receiver(role_name name)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_settings text[] := ARRAY['log_statement=none', 'log_min_duration_statement=-1',
+                               'log_min_duration_sample=-1', 'log_transaction_sample_rate=0',
+                               'log_min_error_statement=panic', 'log_parameter_max_length=0',
+                               'log_parameter_max_length_on_error=0'];
+    v_setting text;
+BEGIN
+    IF configure_receiver.role_name IS NULL THEN
+        RAISE EXCEPTION 'role_name must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = configure_receiver.role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', configure_receiver.role_name USING ERRCODE = '42704';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = configure_receiver.role_name AND r.rolcanlogin) THEN
+        RAISE EXCEPTION 'role "%" cannot log in', configure_receiver.role_name USING ERRCODE = '22023',
+            DETAIL = 'Logging settings made with ALTER ROLE apply to sessions that log in as the role.',
+            HINT = 'Configure the role the webhook receiver connects as.';
+    END IF;
+    FOREACH v_setting IN ARRAY v_settings LOOP
+        EXECUTE pg_catalog.format('ALTER ROLE %I SET %s TO %L', configure_receiver.role_name,
+                                  pg_catalog.split_part(v_setting, '=', 1), pg_catalog.split_part(v_setting, '=', 2));
+    END LOOP;
+    EXECUTE pg_catalog.format('GRANT toss_billing_receiver TO %I', configure_receiver.role_name);
+    RETURN v_settings;
+END;
+$$;
+
+GRANT EXECUTE ON FUNCTION toss_billing.ingest_webhook(jsonb, jsonb) TO toss_billing_operator, toss_billing_receiver;
 GRANT SELECT ON toss_billing.webhook_events TO toss_billing_operator, toss_billing_auditor;

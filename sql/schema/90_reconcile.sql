@@ -48,7 +48,7 @@ CREATE OR REPLACE FUNCTION toss_billing._open_discrepancy(
     detail jsonb)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -65,6 +65,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing._toss_transactions(start_at timestamptz, end_at timestamptz, merchant text DEFAULT 'default')
 RETURNS SETOF jsonb
 LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_transactions';
 
 -- Inserts a payment Toss approved that the ledger lacks (state done,
@@ -80,7 +81,7 @@ AS 'MODULE_PATHNAME', 'toss_transactions';
 CREATE OR REPLACE FUNCTION toss_billing._recover_payment(item jsonb, merchant text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_pay jsonb := CASE WHEN pg_catalog.jsonb_typeof(_recover_payment.item->'payment') = 'object'
@@ -186,7 +187,7 @@ CREATE OR REPLACE FUNCTION toss_billing._transaction_items(items jsonb)
 RETURNS TABLE(n bigint, item jsonb, order_id text, payment_key text, transaction_key text, status text,
               amount bigint, is_approval boolean, is_cancel boolean)
 LANGUAGE sql IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT x.n, x.value, x.value->>'orderId', x.value->>'paymentKey', x.value->>'transactionKey', x.value->>'status',
            pg_catalog.abs((x.value->>'amount')::bigint),
@@ -217,7 +218,7 @@ CREATE OR REPLACE FUNCTION toss_billing._reconcile_items(items jsonb, from_at ti
                                               merchant text DEFAULT 'default')
 RETURNS TABLE(checked integer, recovered integer, discrepancies integer)
 LANGUAGE plpgsql VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -412,7 +413,7 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.reconcile(from_at timestamptz, to_at timestamptz, merchant text DEFAULT 'default')
 RETURNS TABLE(checked integer, recovered integer, discrepancies integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -423,6 +424,10 @@ DECLARE
 BEGIN
     IF reconcile.from_at IS NULL OR reconcile.to_at IS NULL OR reconcile.merchant IS NULL THEN
         RAISE EXCEPTION 'from_at, to_at and merchant must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT pg_catalog.isfinite(reconcile.from_at) OR NOT pg_catalog.isfinite(reconcile.to_at) THEN
+        RAISE EXCEPTION 'from_at and to_at must be finite times' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The window is [%s, %s).', reconcile.from_at, reconcile.to_at);
     END IF;
     IF reconcile.to_at <= reconcile.from_at THEN
         RAISE EXCEPTION 'to_at must be later than from_at' USING ERRCODE = '22023',
@@ -466,11 +471,14 @@ $$;
 CREATE OR REPLACE FUNCTION toss_billing.resolve_discrepancy(discrepancy_id bigint, note text DEFAULT NULL)
 RETURNS toss_billing.discrepancies
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_d toss_billing.discrepancies;
 BEGIN
+    IF resolve_discrepancy.discrepancy_id IS NULL THEN
+        RAISE EXCEPTION 'discrepancy_id must not be null' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO v_d FROM toss_billing.discrepancies d WHERE d.id = resolve_discrepancy.discrepancy_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'discrepancy % does not exist', resolve_discrepancy.discrepancy_id USING ERRCODE = 'P0002';
