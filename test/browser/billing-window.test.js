@@ -34,7 +34,7 @@ function startShop(emuBase) {
     const lang = q.get('lang') || 'ko';
     const customerKey = q.get('customerKey');
     const call = v2
-      ? `TossPayments(${JSON.stringify(CLIENT)}).payment({ customerKey: ${JSON.stringify(customerKey)} }).requestBillingAuth({ method: 'CARD', successUrl: location.origin + '/ok', failUrl: location.origin + '/fail', customerName: '박토스', customerEmail: 'toss@example.com'${target ? `, windowTarget: ${JSON.stringify(target)}` : ''} })`
+      ? `(window.__payment = TossPayments(${JSON.stringify(CLIENT)}).payment({ customerKey: ${JSON.stringify(customerKey)} })).requestBillingAuth({ method: 'CARD', successUrl: location.origin + '/ok', failUrl: location.origin + '/fail', customerName: '박토스', customerEmail: 'toss@example.com'${target ? `, windowTarget: ${JSON.stringify(target)}` : ''} })`
       : `TossPayments(${JSON.stringify(CLIENT)}).requestBillingAuth('카드', { customerKey: ${JSON.stringify(customerKey)}, successUrl: location.origin + '/ok', failUrl: location.origin + '/fail', customerName: '박토스'${target ? `, windowTarget: ${JSON.stringify(target)}` : ''} })`;
     return `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>shop</title>
 <script src="${emuBase}/js/${v2 ? 'v2/standard' : 'v1'}"></script></head>
@@ -159,6 +159,12 @@ test('v2 overlay: 취소 closes the overlay and rejects the Promise with USER_CA
   await browser.click('#close');
   await browser.top();
   assert.deepEqual(await browser.until('return window.__result', (v) => v && v.code), { code: 'USER_CANCEL', message: 'Canceled.' });
+  // payment.destroy() closes the open window the same way.
+  await openWindow('v2');
+  await browser.top();
+  await browser.run('window.__payment.destroy(); return null');
+  assert.equal((await browser.until('return window.__result', (v) => v && v.code)).code, 'USER_CANCEL');
+  assert.equal(await browser.run('return document.getElementById("tosspayments-emulator-overlay")'), null);
 });
 
 test('v1 full page (windowTarget self): success, a declining card, and cancel (failUrl with PAY_PROCESS_CANCELED)', async () => {
