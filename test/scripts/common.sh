@@ -25,11 +25,16 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_emulator LOGFILE: starts test/emulator/run on a free port, sets
-# EMULATOR_PID and EMULATOR_URL once it prints its "listening" line.
+# The merchants (secret/client keys) every test, demo and benchmark uses; the
+# emulator answers any other secret key with 401 UNAUTHORIZED_KEY, as Toss does.
+MERCHANTS_FILE="$REPO/test/scripts/merchants.json"
+
+# start_emulator LOGFILE [FLAGS...]: starts test/emulator/run on a free port
+# with the project's merchants, sets EMULATOR_PID and EMULATOR_URL once it
+# prints its "listening" line.
 start_emulator() {
-  local log=$1
-  "$REPO/test/emulator/run" --port 0 >"$log" 2>&1 &
+  local log=$1; shift
+  "$REPO/test/emulator/run" --port 0 --merchants "$MERCHANTS_FILE" "$@" >"$log" 2>&1 &
   EMULATOR_PID=$!
   for _ in $(seq 1 100); do
     if grep -q '^listening on ' "$log"; then

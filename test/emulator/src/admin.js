@@ -1,10 +1,11 @@
 // Owns the admin/inspection API under /__emulator/ (no auth, JSON): reset,
-// settings, the auth-key shortcut, fault management, the request log, the
+// settings, the merchant registry, the auth-key shortcut, fault management, the request log, the
 // payment list, the exactly-once ledger, the emulator clock, card-company
 // billing-key removal (BILLING_DELETED), webhook deliveries and load stats.
 'use strict';
 
-const { classifyKey, merchantOf } = require('./auth');
+const { classifyKey } = require('./auth');
+const { checkDefinition } = require('./merchants');
 const { parseFault } = require('./faults');
 const cards = require('./cards');
 const clock = require('./clock');
@@ -28,14 +29,27 @@ function parseBody(buf) {
 function createAuthKey(state, b) {
   if (!b || typeof b !== 'object') return bad('body must be a JSON object');
   if (classifyKey(b.secretKey).kind !== 'secret') return bad('secretKey must be a test_sk_/live_sk_/test_gsk_/live_gsk_ key', 400, 'INVALID_API_KEY');
+  const merchant = state.merchants.forSecret(b.secretKey, state.config.permissiveKeys);
+  if (!merchant) return bad(`secretKey ${b.secretKey} is not a registered merchant (POST /__emulator/merchants, --merchant, --merchants FILE)`, 400, 'UNAUTHORIZED_KEY');
   if (typeof b.customerKey !== 'string' || b.customerKey === '') return bad('customerKey must be a non-empty string');
   if (b.billingKey !== undefined && b.billingKey !== null && (typeof b.billingKey !== 'string' || b.billingKey === '' || b.billingKey.length > 200)) {
     return bad('billingKey must be a string of 1-200 characters');
   }
-  const reg = cards.register({ ...b, cardNumber: b.cardNumber === undefined ? cards.defaultCard : b.cardNumber });
-  if (reg.error) return bad(reg.error.en, reg.error.status, reg.error.code);
+  let card = null;
+  let transfer = null;
+  if (b.method === 'TRANSFER' || b.method === '계좌이체') {
+    const acc = cards.registerAccount({ bankCode: b.bankCode === undefined ? '088' : b.bankCode, accountNumber: b.accountNumber === undefined ? '110123456789' : b.accountNumber });
+    if (acc.error) return bad(acc.error.en, acc.error.status, acc.error.code);
+    transfer = acc.transfer;
+  } else if (b.method === undefined || b.method === 'CARD' || b.method === '카드') {
+    const reg = cards.register({ ...b, cardNumber: b.cardNumber === undefined ? cards.defaultCard : b.cardNumber });
+    if (reg.error) return bad(reg.error.en, reg.error.status, reg.error.code);
+    card = reg.card;
+  } else {
+    return bad('method must be CARD or TRANSFER');
+  }
   const made = state.store.createAuthKey({
-    merchant: merchantOf(b.secretKey), customerKey: b.customerKey, card: reg.card, billingKey: b.billingKey,
+    merchant, customerKey: b.customerKey, card, transfer, billingKey: b.billingKey,
   });
   if (made.error) return bad(made.error, 409, 'DUPLICATED_BILLING_KEY');
   return json(200, { authKey: made.authKey, customerKey: b.customerKey });
@@ -80,6 +94,21 @@ function removeBillingKey(state, seg, query, body) {
   return json(200, { billingKey: key, deleted: true, alreadyDeleted: false, webhookId: ev.id });
 }
 
+/** POST /__emulator/merchants: one definition or an array of them. */
+function addMerchants(state, b) {
+  const list = Array.isArray(b) ? b : [b];
+  const out = [];
+  for (const d of list) {
+    const c = checkDefinition(d);
+    if (c.error) return bad(c.error);
+    const r = state.merchants.add(c.merchant);
+    if (r.error) return bad(r.error, 409, 'DUPLICATED_MERCHANT');
+    const { secretKey, clientKey, mId, name, source } = r.merchant;
+    out.push({ secretKey, clientKey, mId, name, source, created: r.created });
+  }
+  return json(200, Array.isArray(b) ? out : out[0]);
+}
+
 function reset(state) {
   state.store.clear();
   state.idem.clear();
@@ -120,6 +149,8 @@ function handleAdmin(state, method, rawPath, query, rawBody) {
       case 'POST reset': return reset(state);
       case 'POST auth-keys': return createAuthKey(state, body);
       case 'GET faults': return json(200, state.faults.describe());
+      case 'GET merchants': return json(200, state.merchants.list());
+      case 'POST merchants': return addMerchants(state, body);
       case 'POST faults': {
         const parsed = parseFault(body);
         if (parsed.error) return bad(parsed.error);
@@ -157,6 +188,11 @@ function handleAdmin(state, method, rawPath, query, rawBody) {
       return state.faults.remove(b) ? json(200, { deleted: b }) : bad(`no fault ${b}`, 404, 'NOT_FOUND');
     }
     if (method === 'DELETE' && a === 'billing-keys') return removeBillingKey(state, b, query, body);
+    if (method === 'DELETE' && a === 'merchants') {
+      let key;
+      try { key = decodeURIComponent(b); } catch { return bad('bad percent-encoding'); }
+      return state.merchants.remove(key) ? json(200, { deleted: key }) : bad(`no merchant ${key}`, 404, 'NOT_FOUND');
+    }
   }
   return bad(`no admin route ${method} ${rawPath}`, 404, 'NOT_FOUND');
 }

@@ -14,6 +14,8 @@ const { json, send, decodePath } = require('./http');
 const effects = require('./effects');
 const clock = require('./clock');
 const ids = require('./ids');
+const mismatch = require('./mismatch');
+const hostile = require('./hostile');
 
 function catalogMessage(code, lang) {
   return CATALOG[code] ? (lang === 'en' ? CATALOG[code][2] : CATALOG[code][1]) : code;
@@ -31,7 +33,24 @@ function serialize(result, lang) {
 
 function testCodeError(code) {
   if (isKnown(code)) return tossError(code);
-  return tossError('INVALID_REQUEST', { ko: `지원하지 않는 테스트 코드입니다: ${code}`, en: `Unsupported test code: ${code}` });
+  return tossError('INVALID_TEST_CODE');
+}
+
+/** The answer a `ghost` fault gives after the work was done: its Toss error. */
+function ghostAnswer(fault, lang) {
+  const message = fault.message !== undefined ? fault.message : catalogMessage(fault.code, lang);
+  return json(fault.status, { code: fault.code, message });
+}
+
+/** A Payment-shaped JSON object in a prepared 200 response, else null. */
+function paymentBody(resp) {
+  if (resp.status !== 200 || !resp.payload) return null;
+  try {
+    const v = JSON.parse(resp.payload);
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseJson(buf) {
@@ -70,7 +89,10 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
     at: new Date(requestedAt).toISOString(),
   });
   if (faultHeader !== undefined) entry.faultHeader = faultHeader;
-  const headers = { 'X-TossPayments-Trace-Id': ids.traceId() };
+  const traceId = ids.traceId();
+  const headers = { 'X-TossPayments-Trace-Id': traceId };
+  // Toss echoes the Idempotency-Key of a request in its answer.
+  if (idemKey !== null && /^[\t\x20-\x7e\x80-\xff]*$/.test(idemKey)) headers['Idempotency-Key'] = idemKey;
   const reply = (resp, outcome = 'response', extra) => {
     send(res, resp, extra ? { ...headers, ...extra } : headers);
     entry.status = resp.status;
@@ -81,7 +103,7 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   if (!r) return reply(errorResponse(tossError('NOT_FOUND_HTTP_METHOD'), lang));
   if (r.badEncoding) return reply(errorResponse(tossError('INVALID_REQUEST'), lang));
 
-  const auth = authenticate(h.authorization);
+  const auth = authenticate(h.authorization, state.merchants, state.config.permissiveKeys);
   if (auth.error) return reply(errorResponse(auth.error, lang));
   const merchant = auth.merchant;
   entry.mId = merchant.mId;
@@ -150,22 +172,38 @@ async function handleApi(state, req, res, rawPath, rawQuery, rawBody) {
   if (claim !== null && claim.state === 'done') {
     resp = claim.response;
     entry.replayed = true;
+    // A replay names its own trace id and the original request's, as Toss does.
+    if (claim.traceId) headers['X-TossPayments-Trace-Id'] = [traceId, claim.traceId];
   } else {
+    let real;
     try {
-      resp = serialize(r.handler({
+      real = serialize(r.handler({
         store: state.store, merchant, body, params: r.params, query, lang, requestedAt, baseUrl: state.baseUrl,
-        events: state.webhooks, config: state.config,
+        events: state.webhooks, config: state.config, fault,
       }), lang);
     } catch (e) {
       if (claimed) state.idem.abandon(scope);
       throw e;
     }
-    if (claimed) state.idem.complete(scope, resp);
+    resp = real;
+    // Answer faults: the work is done. A ghost error and a mismatched Payment are what the key replays;
+    // hostile bytes spoil only this delivery (the key replays the real answer).
+    if (fault && fault.ghost) resp = ghostAnswer(fault, lang);
+    else if (fault && fault.mismatch) {
+      const p = paymentBody(real);
+      if (p) resp = json(200, mismatch.apply(fault.mismatch, p, { store: state.store, merchant }));
+    }
+    if (claimed) state.idem.complete(scope, resp, traceId);
   }
+  if (fault && fault.hostile) {
+    resp = hostile.corrupt(fault, resp, { method: req.method, rawPath, path: entry.path, authorization: h.authorization, lang });
+  }
+  if (fault && (fault.ghost || fault.mismatch || fault.hostile)) entry.fault = fault.ghost ? 'ghost' : fault.mismatch ? 'mismatch' : 'hostile';
 
   const spoiled = effects.deliver(req, res, resp, fault, headers);
   entry.status = resp.status;
-  entry.outcome = spoiled || (entry.replayed ? 'replay' : 'response');
+  entry.outcome = spoiled || (entry.replayed ? 'replay' : entry.fault || 'response');
+  delete entry.fault;
   return undefined;
 }
 

@@ -1,10 +1,9 @@
 // Owns API-key handling: parsing `Authorization: Basic base64(secretKey + ":")`,
-// classifying key shapes (secret / widget secret / client keys), and deriving
-// the merchant a key belongs to. Each well-formed secret key is its own merchant.
+// classifying key shapes (secret / widget secret / client keys), and
+// looking the secret key up in the merchant registry (merchants.js).
 'use strict';
 
 const { tossError } = require('./errors');
-const ids = require('./ids');
 
 const SECRET_KEY = /^(test|live)_(sk|gsk)_[A-Za-z0-9_-]{1,200}$/;
 const CLIENT_KEY = /^(test|live)_(ck|gck)_[A-Za-z0-9_-]{1,200}$/;
@@ -19,19 +18,6 @@ function classifyKey(key) {
   m = CLIENT_KEY.exec(key);
   if (m) return { kind: 'client', mode: m[1], widget: m[2] === 'gck' };
   return { kind: 'unknown', mode: null, widget: false };
-}
-
-// The public key pair of Toss's documentation and samples: one merchant, with unrelated tails.
-const DOC_PAIRS = new Map([['test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq', 'test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R']]);
-
-/** The secret key paired with an API-individual client key: `test_ck_X` → `test_sk_X` (and the documentation pair). */
-function secretKeyForClientKey(clientKey) {
-  return DOC_PAIRS.get(clientKey) || clientKey.replace(/^(test|live)_ck_/, '$1_sk_');
-}
-
-function merchantOf(secretKey) {
-  const { mode, widget } = classifyKey(secretKey);
-  return { secretKey, mode, widget, mId: ids.merchantId(secretKey, mode) };
 }
 
 function decodeBasic(header) {
@@ -54,15 +40,16 @@ function decodeBasic(header) {
   return { key: text.slice(0, colon) };
 }
 
-const cache = new Map();
-
 /**
- * Authenticate a request's Authorization header.
- * Returns {merchant} or {error} (a Toss error value).
+ * Authenticate a request's Authorization header against the merchant registry.
+ * Returns {merchant} or {error} (a Toss error value). An unknown but well-formed
+ * secret key is 401 UNAUTHORIZED_KEY (Toss's answer), unless `permissive`.
  */
-function authenticate(header) {
+function authenticate(header, merchants, permissive) {
   if (typeof header !== 'string' || header.trim() === '') return { error: tossError('UNAUTHORIZED_KEY') };
-  const hit = cache.get(header);
+  const cache = merchants.authCache && merchants.authCache.version === merchants.version && merchants.authCache.permissive === permissive
+    ? merchants.authCache : (merchants.authCache = { version: merchants.version, permissive, map: new Map() });
+  const hit = cache.map.get(header);
   if (hit) return hit;
   let result;
   const decoded = decodeBasic(header);
@@ -70,13 +57,18 @@ function authenticate(header) {
     result = decoded;
   } else {
     const cls = classifyKey(decoded.key);
-    if (cls.kind === 'secret') result = { merchant: merchantOf(decoded.key) };
-    else if (cls.kind === 'client') result = { error: tossError('INVALID_API_KEY') };
-    else result = { error: tossError('UNAUTHORIZED_KEY') };
+    if (cls.kind === 'secret') {
+      const merchant = merchants.forSecret(decoded.key, permissive);
+      result = merchant ? { merchant } : { error: tossError('UNAUTHORIZED_KEY') };
+    } else if (cls.kind === 'client') {
+      result = { error: tossError('INVALID_API_KEY') };
+    } else {
+      result = { error: tossError('UNAUTHORIZED_KEY') };
+    }
   }
-  if (cache.size > 10000) cache.clear();
-  cache.set(header, result);
+  if (cache.map.size > 10000) cache.map.clear();
+  cache.map.set(header, result);
   return result;
 }
 
-module.exports = { authenticate, classifyKey, secretKeyForClientKey, merchantOf };
+module.exports = { authenticate, classifyKey };

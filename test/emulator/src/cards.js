@@ -92,11 +92,12 @@ function register(input) {
 }
 
 /**
- * Outcome of the `attempt`-th (1-based) charge of a billing key of this card:
+ * Outcome of the `attempt`-th (1-based) charge of a billing key (record with .card):
  * null when it is approved, else a Toss error value.
  */
-function chargeOutcome(card, attempt) {
-  const c = card.charge;
+function chargeOutcome(billing, attempt) {
+  if (!billing.card) return null; // account (계좌이체) billing keys are always approved
+  const c = billing.card.charge;
   if (c.outcome === 'decline') return tossError(c.code, null, c.status);
   if (c.outcome === 'failFirst' && attempt <= c.failCount) return tossError(c.code, null, c.status);
   return null;
@@ -104,11 +105,32 @@ function chargeOutcome(card, attempt) {
 
 /** The reason the card company deletes the key after the `charges`-th successful charge, else null. */
 function deletionAfterCharge(card, charges) {
+  if (!card) return null;
   const c = card.charge;
   if (c.outcome === 'approveThenDelete' && charges >= c.deleteAfterCharges) return c.reason || DEFAULT_DELETE_REASON;
   return null;
 }
 
+// Banks of the account (계좌이체) billing window: Toss's bank codes.
+const BANKS = [
+  ['088', '신한'], ['004', 'KB국민'], ['020', '우리'], ['081', '하나'], ['011', 'NH농협'], ['003', 'IBK기업'],
+  ['090', '카카오뱅크'], ['092', '토스뱅크'], ['089', '케이뱅크'],
+];
+const BANK_BY_CODE = new Map(BANKS);
+
+/**
+ * Register a bank account for account billing (what the window does for method TRANSFER).
+ * input: {bankCode, accountNumber}. Returns {transfer} or {error}.
+ */
+function registerAccount(input) {
+  const bankCode = typeof input.bankCode === 'string' ? input.bankCode : '';
+  const number = typeof input.accountNumber === 'string' ? input.accountNumber.replace(/[\s-]/g, '') : '';
+  if (!BANK_BY_CODE.has(bankCode)) return { error: tossError('INVALID_BANK') };
+  if (!/^\d{10,14}$/.test(number)) return { error: tossError('INVALID_ACCOUNT_INFO_RE_REGISTER') };
+  const masked = number.slice(0, 3) + '*'.repeat(number.length - 6) + number.slice(-3);
+  return { transfer: { bankCode, bankName: BANK_BY_CODE.get(bankCode), number, masked } };
+}
+
 const DEFAULT_DELETE_REASON = '카드사 요청에 의해 빌링키가 삭제되었습니다.';
 
-module.exports = { register, chargeOutcome, deletionAfterCharge, DEFAULT_DELETE_REASON, mask, luhn, defaultCard: data.defaultCard, table: data };
+module.exports = { register, registerAccount, BANKS, chargeOutcome, deletionAfterCharge, DEFAULT_DELETE_REASON, mask, luhn, defaultCard: data.defaultCard, table: data };

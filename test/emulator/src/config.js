@@ -1,6 +1,7 @@
 // Owns the emulator's runtime settings: global latency and jitter, the rate
 // limit, the webhook endpoint and its time scale, the transactions lag and
-// the random seed. They are set by startup flags and changed through
+// the random seed, the lookup lag, whether an ABORTED orderId may be used
+// again, and the permissive-keys switch. They are set by startup flags and changed through
 // POST /__emulator/config; POST /__emulator/reset restores the startup values.
 'use strict';
 
@@ -14,6 +15,9 @@ const DEFAULTS = Object.freeze({
   webhookTimeScale: 1,
   webhookTimeoutMs: 10000,
   transactionLagMs: 0,
+  lookupLagMs: 0,
+  abortedOrderIdReuse: true,
+  permissiveKeys: false,
   seed: null,
 });
 const KEYS = Object.keys(DEFAULTS);
@@ -65,7 +69,8 @@ function checkPatch(p) {
       case 'latencyMs':
       case 'latencyJitterMs':
       case 'transactionLagMs':
-        if (typeof v !== 'number' || !(v >= 0) || v > (k === 'transactionLagMs' ? 1e12 : MAX_MS)) return { error: `${k} must be a number >= 0` };
+      case 'lookupLagMs':
+        if (typeof v !== 'number' || !(v >= 0) || v > (k.endsWith('LagMs') ? 1e12 : MAX_MS)) return { error: `${k} must be a number >= 0` };
         out[k] = v;
         break;
       case 'webhookTimeoutMs':
@@ -91,6 +96,11 @@ function checkPatch(p) {
         out[k] = r.value;
         break;
       }
+      case 'abortedOrderIdReuse':
+      case 'permissiveKeys':
+        if (typeof v !== 'boolean') return { error: `${k} must be true or false` };
+        out[k] = v;
+        break;
       case 'seed':
         if (v !== null && (!Number.isInteger(v) || v < 0 || v > 0xffffffff)) return { error: 'seed must be an integer 0..4294967295 or null' };
         out[k] = v;
@@ -110,6 +120,7 @@ function applyStartup(state) {
   state.limiter.configure(state.config.rateLimit);
   state.faults.clear();
   for (const f of s.faults) state.faults.add(f, 'startup');
+  state.merchants.reset();
 }
 
 module.exports = { DEFAULTS, KEYS, checkPatch, checkRateLimit, checkWebhookUrl, applyStartup };

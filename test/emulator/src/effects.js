@@ -26,7 +26,7 @@ async function delay(fault, rng, extraMs = 0) {
 
 /** True when the fault answers in place of the request (nothing is done). */
 function dropsRequest(fault) {
-  return !!(fault && (fault.reset || fault.hang || fault.status || fault.malformedJson || fault.html502));
+  return !!(fault && (fault.reset || fault.hang || (fault.status && !fault.ghost && !fault.hostile) || fault.malformedJson || fault.html502));
 }
 
 const HTML_502 = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n';
@@ -65,7 +65,7 @@ function loseResponse(req) {
 
 /** The real response, padded with trailing spaces (still valid JSON) to `bytes` in all. */
 function sendOversized(res, resp, bytes, extraHeaders) {
-  const body = Buffer.from(resp.payload);
+  const body = Buffer.isBuffer(resp.payload) ? resp.payload : Buffer.from(resp.payload);
   const padded = body.length >= bytes ? body : Buffer.concat([body, Buffer.alloc(bytes - body.length, 0x20)]);
   res.writeHead(resp.status, { ...resp.headers, ...extraHeaders, 'Content-Length': padded.length });
   res.end(padded);
@@ -73,7 +73,7 @@ function sendOversized(res, resp, bytes, extraHeaders) {
 
 /** The real response: headers at once, then the body in small pieces spread over `ms` milliseconds. */
 function sendTrickle(res, resp, ms, extraHeaders) {
-  const body = Buffer.from(resp.payload);
+  const body = Buffer.isBuffer(resp.payload) ? resp.payload : Buffer.from(resp.payload);
   res.writeHead(resp.status, { ...resp.headers, ...extraHeaders, 'Content-Length': body.length });
   res.flushHeaders();
   const pieces = Math.max(1, Math.min(body.length, Math.ceil(ms / 50)));

@@ -8,21 +8,48 @@
 const { isKnown, statusOf } = require('./errors');
 
 const MATCH_KEYS = ['method', 'pathPrefix', 'orderId', 'orderIdPrefix', 'billingKey', 'customerKey', 'paymentKey', 'mId'];
-// Effects: at most one per fault. The first group answers instead of the request (nothing is done);
-// the second group does the work and then spoils the delivery of the real response.
+// Effects: at most one per fault.
+//  - drop: answer instead of the request, nothing is done (an error `status`/`code`, reset, hang, malformedJson, html502);
+//  - answer: do the work, then answer something else (`ghost` error, `mismatch`ed Payment, `hostile` bytes);
+//  - delivery: do the work, then spoil the delivery of the real response (lostResponse, oversized, trickleMs).
+// Modifiers combine with any effect: latencyMs, latencyJitterMs, lookupLagMs, overcharge, stuckCursor.
 const DROP_EFFECTS = ['status', 'reset', 'hang', 'malformedJson', 'html502'];
+const ANSWER_EFFECTS = ['ghost', 'mismatch', 'hostile'];
 const DELIVERY_EFFECTS = ['lostResponse', 'oversized', 'trickleMs'];
-const EFFECTS = [...DROP_EFFECTS, ...DELIVERY_EFFECTS];
-const FLAGS = ['reset', 'hang', 'lostResponse', 'malformedJson', 'html502', 'oversized'];
-const FAULT_KEYS = ['latencyMs', 'latencyJitterMs', 'status', 'code', 'message', ...FLAGS, 'oversizedBytes', 'trickleMs'];
-const NUMERIC = new Set(['latencyMs', 'latencyJitterMs', 'status', 'oversizedBytes', 'trickleMs']);
+const EFFECTS = [...DROP_EFFECTS, ...ANSWER_EFFECTS, ...DELIVERY_EFFECTS];
+const FLAGS = ['reset', 'hang', 'lostResponse', 'malformedJson', 'html502', 'oversized', 'ghost', 'stuckCursor'];
+const FAULT_KEYS = ['latencyMs', 'latencyJitterMs', 'status', 'code', 'message', ...FLAGS, 'oversizedBytes', 'trickleMs',
+  'mismatch', 'hostile', 'hostileSize', 'lookupLagMs', 'overcharge'];
+const NUMERIC = new Set(['latencyMs', 'latencyJitterMs', 'status', 'oversizedBytes', 'trickleMs', 'hostileSize', 'lookupLagMs']);
 const MAX_MS = 600000;
+const MAX_LAG_MS = 86400000;
 const DEFAULT_OVERSIZED_BYTES = 8 * 1024 * 1024;
 const MAX_OVERSIZED_BYTES = 256 * 1024 * 1024;
+const DEFAULT_OVERCHARGE = 1000;
 
-function ms(v, name) {
-  if (!Number.isFinite(v) || v < 0 || v > MAX_MS) return `${name} must be 0..${MAX_MS}`;
+// What `mismatch` can do to a Payment answer (joined with `+` for several): see mismatch.js.
+const MISMATCH_KINDS = ['totalAmount', 'negativeAmount', 'orderId', 'otherOrder', 'mId', 'currency', 'type', 'paymentKey',
+  'minimal', 'totalAmountString', 'totalAmountNull', 'approvedAtNumber', 'statusNumber', 'statusCanceled'];
+const MISMATCH_WITHOUT = /^without:[A-Za-z][A-Za-z0-9]{0,63}$/;
+// What `hostile` does to the bytes of the answer: see hostile.js.
+const HOSTILE_KINDS = ['invalidUtf8', 'nulEscape', 'hugeArray', 'deepNesting', 'echoSecrets'];
+const HOSTILE_DEFAULT_SIZE = { hugeArray: 15 * 1024 * 1024, deepNesting: 100000 };
+const HOSTILE_MAX_SIZE = { hugeArray: 256 * 1024 * 1024, deepNesting: 10000000 };
+
+function ms(v, name, max = MAX_MS) {
+  if (!Number.isFinite(v) || v < 0 || v > max) return `${name} must be 0..${max}`;
   return null;
+}
+
+function parseMismatch(v) {
+  const kinds = Array.isArray(v) ? v : typeof v === 'string' ? v.split('+').map((s) => s.trim()).filter(Boolean) : null;
+  if (!kinds || kinds.length === 0) return { error: `mismatch must be one of ${MISMATCH_KINDS.join(', ')} or without:FIELD (several joined with +)` };
+  for (const k of kinds) {
+    if (typeof k !== 'string' || !(MISMATCH_KINDS.includes(k) || MISMATCH_WITHOUT.test(k))) {
+      return { error: `unknown mismatch kind ${k}: use ${MISMATCH_KINDS.join(', ')} or without:FIELD` };
+    }
+  }
+  return { kinds };
 }
 
 /** Validate and normalise the `fault` part of a definition. Returns {fault} or {error}. */
@@ -37,15 +64,48 @@ function parseEffect(f) {
       fault[k] = f[k];
     }
   }
-  if (f.code !== undefined || f.status !== undefined || f.message !== undefined) {
-    if (typeof f.code !== 'string' || f.code === '') return { error: 'an error fault needs a code' };
-    const status = f.status === undefined ? statusOf(f.code) : f.status;
+  if (f.lookupLagMs !== undefined) {
+    const e = ms(f.lookupLagMs, 'lookupLagMs', MAX_LAG_MS);
+    if (e) return { error: e };
+    fault.lookupLagMs = f.lookupLagMs;
+  }
+  if (f.overcharge !== undefined) {
+    const v = f.overcharge === true ? DEFAULT_OVERCHARGE : f.overcharge;
+    if (!Number.isSafeInteger(v) || v === 0) return { error: 'overcharge must be a non-zero whole number of KRW (or true for +1000)' };
+    fault.overcharge = v;
+  }
+  if (f.hostile !== undefined) {
+    if (!HOSTILE_KINDS.includes(f.hostile)) return { error: `hostile must be one of ${HOSTILE_KINDS.join(', ')}` };
+    fault.hostile = f.hostile;
+    if (f.hostileSize !== undefined) {
+      const max = HOSTILE_MAX_SIZE[f.hostile];
+      if (!max) return { error: 'hostileSize applies to hostile=hugeArray (bytes) and hostile=deepNesting (depth)' };
+      if (!Number.isInteger(f.hostileSize) || f.hostileSize < 1 || f.hostileSize > max) return { error: `hostileSize must be 1..${max}` };
+      fault.hostileSize = f.hostileSize;
+    } else if (HOSTILE_DEFAULT_SIZE[f.hostile]) {
+      fault.hostileSize = HOSTILE_DEFAULT_SIZE[f.hostile];
+    }
+  } else if (f.hostileSize !== undefined) {
+    return { error: 'hostileSize needs hostile' };
+  }
+  if (f.mismatch !== undefined) {
+    const m = parseMismatch(f.mismatch);
+    if (m.error) return m;
+    fault.mismatch = m.kinds;
+  }
+  const errorGiven = f.code !== undefined || f.status !== undefined || f.message !== undefined;
+  if (f.ghost !== undefined && f.ghost !== true) return { error: 'ghost must be true' };
+  if (errorGiven || f.ghost || f.hostile === 'echoSecrets') {
+    if (f.hostile !== undefined && f.hostile !== 'echoSecrets') return { error: `hostile=${f.hostile} takes no code/status/message` };
+    const code = f.code === undefined && (f.hostile === 'echoSecrets') ? 'INVALID_REQUEST' : f.code;
+    if (typeof code !== 'string' || code === '') return { error: f.ghost ? 'ghost needs a code (the error to answer after doing the work)' : 'an error fault needs a code' };
+    const status = f.status === undefined ? statusOf(code) : f.status;
     if (!Number.isInteger(status) || status < 400 || status > 599) {
-      return { error: isKnown(f.code) ? 'status must be 400..599' : `unknown code ${f.code}: give its status` };
+      return { error: isKnown(code) ? 'status must be 400..599' : `unknown code ${code}: give its status` };
     }
     if (f.message !== undefined && typeof f.message !== 'string') return { error: 'message must be a string' };
     fault.status = status;
-    fault.code = f.code;
+    fault.code = code;
     if (f.message !== undefined) fault.message = f.message;
   }
   for (const k of FLAGS) {
@@ -69,9 +129,13 @@ function parseEffect(f) {
     if (f.trickleMs === 0) return { error: 'trickleMs must be > 0' };
     fault.trickleMs = f.trickleMs;
   }
-  const effects = EFFECTS.filter((k) => fault[k] !== undefined);
-  if (effects.length > 1) return { error: `only one of ${EFFECTS.join(', ')} per fault (latencyMs/latencyJitterMs may be combined)` };
-  if (effects.length === 0 && fault.latencyMs === undefined && fault.latencyJitterMs === undefined) return { error: 'fault has no effect' };
+  // The error of a ghost or an echoSecrets answer is a parameter of that effect, not a dropping error of its own.
+  const effects = EFFECTS.filter((k) => fault[k] !== undefined && !(k === 'status' && (fault.ghost || fault.hostile)));
+  if (effects.length > 1) {
+    return { error: `only one of ${EFFECTS.join(', ')} per fault (latencyMs, latencyJitterMs, lookupLagMs, overcharge and stuckCursor may be combined)` };
+  }
+  const modifiers = ['latencyMs', 'latencyJitterMs', 'lookupLagMs', 'overcharge', 'stuckCursor'];
+  if (effects.length === 0 && !modifiers.some((k) => fault[k] !== undefined)) return { error: 'fault has no effect' };
   return { fault };
 }
 
@@ -115,12 +179,16 @@ function parseSpec(spec) {
     const name = (eq < 0 ? item : item.slice(0, eq)).trim();
     if (!FAULT_KEYS.includes(name)) return { error: `unknown fault key ${name}` };
     if (eq < 0) {
+      if (name === 'overcharge') { f.overcharge = true; continue; }
       if (!FLAGS.includes(name)) return { error: `${name} needs a value (${name}=…)` };
       f[name] = true;
       continue;
     }
     const value = item.slice(eq + 1).trim();
-    if (NUMERIC.has(name)) {
+    if (name === 'overcharge') {
+      if (!/^[+-]?\d+$/.test(value)) return { error: 'overcharge must be a whole number (+N or -N)' };
+      f.overcharge = Number(value);
+    } else if (NUMERIC.has(name)) {
       if (!/^\d+$/.test(value)) return { error: `${name} must be a whole number` };
       f[name] = Number(value);
     } else if (FLAGS.includes(name)) {
@@ -217,4 +285,4 @@ class Faults {
   }
 }
 
-module.exports = { Faults, parseFault, parseSpec, DROP_EFFECTS, DELIVERY_EFFECTS };
+module.exports = { Faults, parseFault, parseSpec, DROP_EFFECTS, ANSWER_EFFECTS, DELIVERY_EFFECTS, MISMATCH_KINDS, HOSTILE_KINDS };

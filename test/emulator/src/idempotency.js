@@ -31,17 +31,20 @@ class IdempotencyStore {
     const now = clock.now();
     const e = this.entries.get(scope);
     if (e && e.expiresAt > now) {
-      return e.response ? { state: 'done', response: e.response } : { state: 'inflight' };
+      return e.response ? { state: 'done', response: e.response, traceId: e.traceId } : { state: 'inflight' };
     }
     this.entries.set(scope, { expiresAt: now + TTL_MS, response: null });
     if (++this.inserts % 50000 === 0) this.sweep(now);
     return { state: 'new' };
   }
 
-  /** Store the first response ({status, headers, payload}) for replay. */
-  complete(scope, response) {
+  /** Store the first response ({status, headers, payload}) and its trace id for replay. */
+  complete(scope, response, traceId) {
     const e = this.entries.get(scope);
-    if (e) e.response = response;
+    if (e) {
+      e.response = response;
+      e.traceId = traceId;
+    }
   }
 
   /** Forget a claim whose request did nothing (faults that drop the request). */

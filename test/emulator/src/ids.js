@@ -77,10 +77,9 @@ function merchantId(secretKey, mode) {
   return mode + tail;
 }
 
-let traceCounter = 0;
+/** `X-TossPayments-Trace-Id`: 32 lowercase hex characters, like `afbc9b43d8f9c55f1201d777b6e68418`. */
 function traceId() {
-  traceCounter = (traceCounter + 1) % 1e9;
-  return base62(12) + traceCounter.toString(36);
+  return Buffer.from(randomBytes(16)).toString('hex');
 }
 
 module.exports = { base62, billingKey, authKey, paymentKey, transactionKey, paymentSecret, approveNo, merchantId, traceId };

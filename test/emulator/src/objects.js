@@ -10,6 +10,20 @@ const ids = require('./ids');
 const API_VERSION = '2022-11-16';
 
 function billingObject(rec) {
+  if (rec.transfer) {
+    return {
+      mId: rec.mId,
+      customerKey: rec.customerKey,
+      authenticatedAt: clock.kst(rec.authenticatedAt),
+      method: '계좌이체',
+      billingKey: rec.billingKey,
+      card: null,
+      cardCompany: null,
+      cardNumber: null,
+      transfers: [{ bankName: rec.transfer.bankName, bankAccountNumber: rec.transfer.masked }],
+      easyPay: null,
+    };
+  }
   return {
     mId: rec.mId,
     customerKey: rec.customerKey,
@@ -59,7 +73,7 @@ function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, approv
     approvedAt: done ? clock.kst(approvedAt === undefined ? clock.now() : approvedAt) : null,
     useEscrow: false,
     cultureExpense: false,
-    card: {
+    card: billing.card ? {
       issuerCode: billing.card.issuerCode,
       acquirerCode: billing.card.acquirerCode,
       number: billing.card.masked,
@@ -72,9 +86,9 @@ function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, approv
       ownerType: billing.card.ownerType,
       acquireStatus: 'READY',
       amount,
-    },
+    } : null,
     virtualAccount: null,
-    transfer: null,
+    transfer: billing.transfer ? { bankCode: billing.transfer.bankCode, settlementStatus: 'INCOMPLETED' } : null,
     mobilePhone: null,
     giftCertificate: null,
     cashReceipt: null,
@@ -97,7 +111,7 @@ function paymentObject({ baseUrl, paymentKey, billing, body, requestedAt, approv
     taxFreeAmount,
     metadata: null,
     taxExemptionAmount,
-    method: '카드',
+    method: billing.transfer ? '계좌이체' : '카드',
   };
 }
 

@@ -14,6 +14,7 @@ const { RequestLog } = require('./requestlog');
 const { Rng } = require('./rng');
 const { RateLimiter } = require('./ratelimit');
 const { Webhooks } = require('./webhooks');
+const { Merchants } = require('./merchants');
 const { applyStartup } = require('./config');
 const { handleApi, catalogMessage } = require('./api');
 const { handleAdmin } = require('./admin');
@@ -54,8 +55,8 @@ async function handlePage(state, req, res, rawPath, rawQuery, rawBody) {
   }
   let resp;
   if (rawPath === '/sales-slip' && req.method === 'GET') resp = receipt.show(state.store, params);
-  else if (rawPath === '/billing-auth' && req.method === 'GET') resp = billingWindow.show(params, req.headers);
-  else if (rawPath === '/billing-auth' && req.method === 'POST') resp = billingWindow.submit(state.store, params, req.headers);
+  else if (rawPath === '/billing-auth' && req.method === 'GET') resp = billingWindow.show(state, params, req.headers);
+  else if (rawPath === '/billing-auth' && req.method === 'POST') resp = billingWindow.submit(state, params, req.headers);
   else resp = json(405, { code: 'METHOD_NOT_ALLOWED', message: `${req.method} ${rawPath}` });
   effects.deliver(req, res, resp, fault);
   return undefined;
@@ -85,9 +86,10 @@ async function dispatch(state, req, res) {
 }
 
 /**
- * opts: {logSize, config: validated settings patch (see config.js), faults: [parsed fault definitions]}
+ * opts: {logSize, config: validated settings patch (see config.js), faults: [parsed fault definitions],
+ * merchants: [validated merchant definitions (see merchants.js)]}
  */
-function createEmulator({ logSize = 10000, config = {}, faults = [] } = {}) {
+function createEmulator({ logSize = 10000, config = {}, faults = [], merchants = [] } = {}) {
   const rng = new Rng();
   const state = {
     store: new Store(),
@@ -97,6 +99,7 @@ function createEmulator({ logSize = 10000, config = {}, faults = [] } = {}) {
     log: new RequestLog(logSize),
     limiter: new RateLimiter(),
     stats: { requests: 0, inFlight: 0, maxInFlight: 0 },
+    merchants: new Merchants(merchants),
     startup: { config, faults },
     config: null,
     baseUrl: null,

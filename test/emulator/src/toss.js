@@ -111,18 +111,28 @@ function approve(ctx) {
   if (own.error) return fail(own.error);
   const billing = own.rec;
   if (billing.customerKey !== body.customerKey) return fail(tossError('NOT_MATCHES_CUSTOMER_KEY'));
+  // An orderId with an approved payment is taken; one whose payments were all ABORTED may be used again unless
+  // the abortedOrderIdReuse setting is off.
   const slot = store.order(merchant.secretKey, body.orderId);
-  if (slot && slot.done) return fail(tossError('DUPLICATED_ORDER_ID'));
+  if (slot && (slot.done || !ctx.config.abortedOrderIdReuse)) return fail(tossError('DUPLICATED_ORDER_ID'));
+  if (billing.method === '계좌이체' && body.amount < 200) return fail(tossError('BELOW_MINIMUM_AMOUNT'));
 
   billing.chargeAttempts++;
-  const failure = cards.chargeOutcome(billing.card, billing.chargeAttempts);
+  const failure = cards.chargeOutcome(billing, billing.chargeAttempts);
   const approvedAt = clock.now();
+  const fault = ctx.fault || {};
+  // The overcharge fault charges another amount than asked, for real, and answers truthfully.
+  const charged = fault.overcharge ? chargedBody(body, fault.overcharge) : body;
   const payment = paymentObject({
     baseUrl: ctx.baseUrl,
     paymentKey: store.newPaymentKey(clock.kst(ctx.requestedAt)),
-    billing, body, requestedAt: ctx.requestedAt, approvedAt, failure, lang: ctx.lang,
+    billing, body: charged, requestedAt: ctx.requestedAt, approvedAt, failure, lang: ctx.lang,
   });
-  const rec = { payment, secretKey: merchant.secretKey, mId: merchant.mId, billingKey: billing.billingKey, customerKey: billing.customerKey };
+  const lag = fault.lookupLagMs !== undefined ? fault.lookupLagMs : ctx.config.lookupLagMs;
+  const rec = {
+    payment, secretKey: merchant.secretKey, mId: merchant.mId, billingKey: billing.billingKey, customerKey: billing.customerKey,
+    requestedAmount: body.amount, visibleAt: lag > 0 ? clock.now() + lag : 0,
+  };
   store.addPayment(rec);
   if (failure) return fail(failure);
   store.addTransaction(merchant.secretKey, approvedAt, transactionObject(rec, {
@@ -132,6 +142,14 @@ function approve(ctx) {
   const reason = cards.deletionAfterCharge(billing.card, billing.charges);
   if (reason) cardCompanyDelete(store, ctx.events, billing, reason);
   return ok(payment);
+}
+
+/** The approve body with the amount the overcharge fault really charges (at least 1 KRW; tax-free parts fit). */
+function chargedBody(body, delta) {
+  const amount = Math.max(1, body.amount + delta);
+  const out = { ...body, amount };
+  for (const k of ['taxFreeAmount', 'taxExemptionAmount']) if (out[k] != null && out[k] > amount) out[k] = amount;
+  return out;
 }
 
 // DELETE /v1/billing/{billingKey}: 200 with an empty body.
@@ -145,14 +163,14 @@ function deleteBillingKey(ctx) {
 
 // GET /v1/payments/{paymentKey}
 function paymentByKey(ctx) {
-  const rec = ctx.store.payment(ctx.params.paymentKey);
+  const rec = ctx.store.visiblePayment(ctx.params.paymentKey, clock.now());
   if (!rec || rec.secretKey !== ctx.merchant.secretKey) return fail(tossError('NOT_FOUND_PAYMENT'));
   return ok(rec.payment);
 }
 
 // GET /v1/payments/orders/{orderId}
 function paymentByOrderId(ctx) {
-  const rec = ctx.store.paymentByOrder(ctx.merchant.secretKey, ctx.params.orderId);
+  const rec = ctx.store.paymentByOrder(ctx.merchant.secretKey, ctx.params.orderId, clock.now());
   if (!rec) return fail(tossError('NOT_FOUND_PAYMENT'));
   return ok(rec.payment);
 }
@@ -190,7 +208,8 @@ function transactions(ctx) {
   const q = checkTransactionsQuery(ctx.query);
   if (q.error) return fail(q.error);
   const lag = ctx.config.transactionLagMs;
-  const page = ctx.store.transactionPage(ctx.merchant.secretKey, { ...q, visibleUntil: lag > 0 ? clock.now() - lag : Infinity });
+  const stuck = !!(ctx.fault && ctx.fault.stuckCursor);
+  const page = ctx.store.transactionPage(ctx.merchant.secretKey, { ...q, visibleUntil: lag > 0 ? clock.now() - lag : Infinity, stuck });
   if (page.unknownStartingAfter) {
     return fail(tossError('INVALID_REQUEST', { ko: 'startingAfter에 해당하는 거래가 없습니다.', en: 'No transaction matches startingAfter.' }));
   }

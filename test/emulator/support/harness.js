@@ -55,13 +55,26 @@ function request(port, { method = 'GET', path: p, headers = {}, body, timeout })
 }
 
 class TossClient {
-  constructor(emu, secretKey) {
+  constructor(emu, secretKey, { register = true, clientKey, name } = {}) {
     this.emu = emu;
     this.secretKey = secretKey;
     this.auth = basic(secretKey);
+    this.ready = register ? this.register({ clientKey, name }) : Promise.resolve(null);
   }
 
-  call(method, p, body, headers = {}) {
+  /** Register this merchant with the emulator (again, e.g. after a reset). Resolves the admin answer. */
+  register(extra = {}) {
+    const def = { secretKey: this.secretKey };
+    for (const [k, v] of Object.entries(extra)) if (v !== undefined) def[k] = v;
+    this.ready = this.emu.admin('POST', '/__emulator/merchants', def).then((r) => {
+      if (r.status === 200) this.merchant = r.json;
+      return r;
+    });
+    return this.ready;
+  }
+
+  async call(method, p, body, headers = {}) {
+    await this.ready;
     return this.emu.request({ method, path: p, body, headers: { Authorization: this.auth, ...headers } });
   }
 
@@ -108,15 +121,16 @@ class TossClient {
   }
 
   /** authKey for a card of this merchant through the admin shortcut. */
-  async authKey({ customerKey, cardNumber, billingKey } = {}) {
-    const r = await this.emu.admin('POST', '/__emulator/auth-keys', { secretKey: this.secretKey, customerKey, cardNumber, billingKey });
+  async authKey({ customerKey, cardNumber, billingKey, ...extra } = {}) {
+    await this.ready;
+    const r = await this.emu.admin('POST', '/__emulator/auth-keys', { secretKey: this.secretKey, customerKey, cardNumber, billingKey, ...extra });
     if (r.status !== 200) throw new Error(`auth-keys failed: ${r.status} ${r.text}`);
     return r.json.authKey;
   }
 
   /** Register a card and issue its billing key; resolves the Billing object. */
-  async billing({ customerKey = uid('cust'), cardNumber, billingKey } = {}) {
-    const authKey = await this.authKey({ customerKey, cardNumber, billingKey });
+  async billing({ customerKey = uid('cust'), cardNumber, billingKey, ...extra } = {}) {
+    const authKey = await this.authKey({ customerKey, cardNumber, billingKey, ...extra });
     const r = await this.issue(authKey, customerKey);
     if (r.status !== 200) throw new Error(`issue failed: ${r.status} ${r.text}`);
     return r.json;
@@ -145,8 +159,12 @@ class Emulator {
     return request(this.port, { method, path: p, body });
   }
 
-  client(secretKey = `test_sk_${uid('m').replace(/-/g, '')}`) {
-    return new TossClient(this, secretKey);
+  /**
+   * A Toss client for a secret key (default: a fresh one). The key is registered as a merchant first, since
+   * the emulator answers unknown keys with 401 UNAUTHORIZED_KEY; opts.register false leaves it unregistered.
+   */
+  client(secretKey = `test_sk_${uid('m').replace(/-/g, '')}`, opts = {}) {
+    return new TossClient(this, secretKey, opts);
   }
 
   reset() {

@@ -33,12 +33,17 @@ test('POST /__emulator/reset forgets keys, payments, idempotency, faults and the
   assert.deepEqual((await emu.admin('GET', '/__emulator/webhooks')).json, []);
   const cfg = (await emu.admin('GET', '/__emulator/config')).json;
   assert.deepEqual([cfg.latencyMs, cfg.rateLimit], [0, null]);
+  // Merchants registered through the admin API are forgotten too (the startup and built-in ones stay).
+  assert.deepEqual((await c.order(body.orderId)).json.code, 'UNAUTHORIZED_KEY');
+  assert.deepEqual((await emu.admin('GET', '/__emulator/merchants')).json.map((m) => m.source), ['builtin']);
+  await c.register();
   assert.equal((await c.order(body.orderId)).status, 404);
   assert.equal((await c.approve(b.billingKey, body, { 'Idempotency-Key': k })).json.code, 'NOT_FOUND_BILLING');
   assert.equal((await c.issue(pending, pendingCustomer)).json.code, 'NOT_FOUND_BILLING');
 });
 
 test('POST /__emulator/auth-keys validates its input and defaults to card 9410001234567890', async () => {
+  await emu.admin('POST', '/__emulator/merchants', [{ secretKey: 'test_sk_admin' }, { secretKey: 'test_sk_x' }]);
   const ok = await emu.admin('POST', '/__emulator/auth-keys', { secretKey: 'test_sk_admin', customerKey: 'cust-admin' });
   assert.equal(ok.status, 200);
   assert.deepEqual(Object.keys(ok.json).sort(), ['authKey', 'customerKey']);
@@ -46,7 +51,9 @@ test('POST /__emulator/auth-keys validates its input and defaults to card 941000
   assert.equal(b.json.card.number, '94100012****789*');
   for (const [body, code] of [[{ secretKey: 'test_ck_x', customerKey: 'c' }, 'INVALID_API_KEY'], [{ customerKey: 'c' }, 'INVALID_API_KEY'],
     [{ secretKey: 'test_sk_x' }, 'INVALID_ADMIN_REQUEST'], [{ secretKey: 'test_sk_x', customerKey: 'c', billingKey: '' }, 'INVALID_ADMIN_REQUEST'],
-    [{ secretKey: 'test_sk_x', customerKey: 'c', cardNumber: '42' }, 'INVALID_CARD_NUMBER']]) {
+    [{ secretKey: 'test_sk_x', customerKey: 'c', cardNumber: '42' }, 'INVALID_CARD_NUMBER'],
+    [{ secretKey: 'test_sk_notRegistered', customerKey: 'c' }, 'UNAUTHORIZED_KEY'],
+    [{ secretKey: 'test_sk_x', customerKey: 'c', method: 'PHONE' }, 'INVALID_ADMIN_REQUEST']]) {
     const r = await emu.admin('POST', '/__emulator/auth-keys', body);
     assert.equal(r.status, 400, JSON.stringify(body));
     assert.equal(r.json.code, code);

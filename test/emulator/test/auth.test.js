@@ -7,7 +7,11 @@ const assert = require('node:assert/strict');
 const { startEmulator, basic, uid, TossClient } = require('../support/harness');
 
 let emu;
-before(async () => { emu = await startEmulator(); });
+before(async () => {
+  emu = await startEmulator();
+  // The keys the probes below use are registered merchants.
+  await emu.admin('POST', '/__emulator/merchants', ['test_sk_lang', 'test_sk_routes', 'test_sk_trace', 'test_sk_pw'].map((secretKey) => ({ secretKey })));
+});
 after(() => emu.stop());
 
 const probe = (authorization, headers = {}) => emu.request({
@@ -56,12 +60,18 @@ test('unknown-shaped keys → 401 UNAUTHORIZED_KEY', async () => {
   }
 });
 
-test('every well-formed secret key shape is accepted (test_sk_, live_sk_, test_gsk_, live_gsk_)', async () => {
+test('an unknown secret key → 401 UNAUTHORIZED_KEY; once registered, every secret key shape works (test_sk_, live_sk_, test_gsk_, live_gsk_)', async () => {
+  for (const key of ['live_sk_abc', 'test_gsk_docs_OaPz8L5KdmQXkzRz3y47BMw6', 'live_gsk_X', 'test_sk_typo0000000000000001']) {
+    const r = await probe(basic(key));
+    assert.deepEqual([r.status, r.json.code], [401, 'UNAUTHORIZED_KEY'], key);
+    assert.equal(r.json.message, '인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.');
+  }
   for (const key of ['test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R', 'live_sk_abc', 'test_gsk_docs_OaPz8L5KdmQXkzRz3y47BMw6', 'live_gsk_X']) {
+    const c = emu.client(key);
+    await c.ready;
     const r = await probe(basic(key));
     assert.equal(r.status, 404, key); // authenticated: the payment simply does not exist
     assert.equal(r.json.code, 'NOT_FOUND_PAYMENT');
-    const c = emu.client(key);
     const b = await c.billing();
     const p = await c.approve(b.billingKey, TossClient.charge(b));
     assert.equal(p.status, 200, key);
@@ -97,16 +107,16 @@ test('each secret key is its own merchant: mId ≤14 chars, stable, data separat
 
 test('Accept-Language: en-US gives English messages; Korean otherwise', async () => {
   const en = await probe(undefined, { 'Accept-Language': 'en-US' });
-  assert.deepEqual(en.json, { code: 'UNAUTHORIZED_KEY', message: 'Unauthorized secret key or client key.' });
+  assert.deepEqual(en.json, { code: 'UNAUTHORIZED_KEY', message: 'Unauthorized secretKey or clientKey.' });
   const enList = await probe(basic('test_sk_lang'), { 'Accept-Language': 'en-US,en;q=0.9,ko;q=0.8' });
-  assert.equal(enList.json.message, 'The payment does not exist.');
+  assert.equal(enList.json.message, 'Not found payment.');
   const ko = await probe(basic('test_sk_lang'), { 'Accept-Language': 'ko-KR,en;q=0.8' });
   assert.equal(ko.json.message, '존재하지 않는 결제 정보 입니다.');
   const c = emu.client();
   const b = await c.billing();
   const small = await c.approve(b.billingKey, TossClient.charge(b, { amount: 50 }), { 'Accept-Language': 'en-US' });
   assert.equal(small.json.code, 'BELOW_MINIMUM_AMOUNT');
-  assert.match(small.json.message, /^[\x20-\x7e]+$/);
+  assert.equal(small.json.message, 'Payment can be made from 100 won or more by credit card, and 200 won or more for account.');
 });
 
 test('TossPayments-Test-Code returns that error with its reference HTTP status, test keys only', async () => {
@@ -124,13 +134,13 @@ test('TossPayments-Test-Code returns that error with its reference HTTP status, 
     assert.equal((await c.order(body.orderId)).status, 404, 'nothing was charged');
   }
   const en = await c.approve(b.billingKey, TossClient.charge(b), { 'TossPayments-Test-Code': 'REJECT_CARD_COMPANY', 'Accept-Language': 'en-US' });
-  assert.equal(en.json.message, 'The payment approval was refused.');
+  assert.equal(en.json.message, 'Payment confirm is rejected');
   const onIssue = await c.issue('whatever', 'x', { 'TossPayments-Test-Code': 'INVALID_BILLING_AUTH' });
   assert.deepEqual([onIssue.status, onIssue.json.code], [400, 'INVALID_BILLING_AUTH']);
   const onGet = await c.order('anything', { 'TossPayments-Test-Code': 'FORBIDDEN_CONSECUTIVE_REQUEST' });
   assert.deepEqual([onGet.status, onGet.json.code], [403, 'FORBIDDEN_CONSECUTIVE_REQUEST']);
   const unknown = await c.order('anything', { 'TossPayments-Test-Code': 'NO_SUCH_CODE' });
-  assert.deepEqual([unknown.status, unknown.json.code], [400, 'INVALID_REQUEST']);
+  assert.deepEqual([unknown.status, unknown.json.code, unknown.json.message], [400, 'INVALID_TEST_CODE', '유효하지 않은 테스트 코드입니다.']);
   // Live keys ignore the header.
   const live = emu.client('live_sk_' + uid('l').replace(/-/g, ''));
   const lb = await live.billing();
@@ -151,10 +161,11 @@ test('unknown APIs and methods under /v1 → 404 NOT_FOUND_HTTP_METHOD', async (
   }
 });
 
-test('responses carry an X-TossPayments-Trace-Id header', async () => {
+test('responses carry an X-TossPayments-Trace-Id header of 32 hex characters, errors and unknown keys too', async () => {
   const a = await probe(basic('test_sk_trace'));
   const b = await probe(basic('test_sk_trace'));
-  assert.ok(a.headers['x-tosspayments-trace-id']);
+  const c = await probe(basic('test_sk_neverRegistered'));
+  for (const r of [a, b, c]) assert.match(r.headers['x-tosspayments-trace-id'], /^[0-9a-f]{32}$/);
   assert.notEqual(a.headers['x-tosspayments-trace-id'], b.headers['x-tosspayments-trace-id']);
 });
 

@@ -119,7 +119,7 @@ test('cancel body rules → 400 INVALID_REQUEST (checked before the payment is l
   assert.equal((await c.payment(p.paymentKey)).json.status, 'DONE');
   // 200 characters is fine; English messages with Accept-Language.
   const en = await c.cancel(p.paymentKey, { cancelReason: 'x', cancelAmount: 999999 }, { 'Accept-Language': 'en-US' });
-  assert.equal(en.json.message, 'This amount cannot be canceled.');
+  assert.equal(en.json.message, 'This is a non-cancelable amount.');
   assert.equal((await c.cancel(p.paymentKey, { cancelReason: 'r'.repeat(200) })).status, 200);
 });
 
@@ -150,6 +150,7 @@ test('cancel honours Idempotency-Key: a retry replays the first cancel instead o
 
 test('the ledger still counts a canceled charge once, and sums what was canceled', async () => {
   await emu.reset();
+  await c.register();
   const p = await c.paid({ amount: 10000 });
   const q = await c.paid({ amount: 5000 });
   await c.cancel(p.paymentKey, { cancelReason: 'x', cancelAmount: 2500 });

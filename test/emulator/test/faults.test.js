@@ -53,7 +53,7 @@ test('{status, code, message} answers that Toss error and does nothing (not even
   const body2 = charge();
   await addFault({ match: { orderId: body2.orderId }, fault: { code: 'REJECT_CARD_COMPANY' } });
   const r2 = await c.approve(bill.billingKey, body2, { 'Accept-Language': 'en-US' });
-  assert.deepEqual([r2.status, r2.json], [403, { code: 'REJECT_CARD_COMPANY', message: 'The payment approval was refused.' }]);
+  assert.deepEqual([r2.status, r2.json], [403, { code: 'REJECT_CARD_COMPANY', message: 'Payment confirm is rejected' }]);
 });
 
 test('{reset: true} destroys the socket without a response; nothing is done', async () => {

@@ -26,7 +26,8 @@ test('GET /__emulator/config shows the settings; POST changes them and validates
   await withEmulator([], async (emu) => {
     const d = (await emu.admin('GET', '/__emulator/config')).json;
     assert.deepEqual({ ...d, seed: 0 }, {
-      latencyMs: 0, latencyJitterMs: 0, rateLimit: null, webhookUrl: null, webhookTimeScale: 1, webhookTimeoutMs: 10000, transactionLagMs: 0, seed: 0,
+      latencyMs: 0, latencyJitterMs: 0, rateLimit: null, webhookUrl: null, webhookTimeScale: 1, webhookTimeoutMs: 10000, transactionLagMs: 0,
+      lookupLagMs: 0, abortedOrderIdReuse: true, permissiveKeys: false, seed: 0,
     });
     assert.ok(Number.isInteger(d.seed), 'the random seed in use is shown');
     for (const bad of [{ nope: 1 }, { latencyMs: -1 }, { latencyMs: 'x' }, { latencyMs: 700000 }, { seed: 1.5 }, { transactionLagMs: -5 }, [1]]) {
@@ -42,7 +43,7 @@ test('GET /__emulator/config shows the settings; POST changes them and validates
     const startup = (await emu.admin('GET', '/__emulator/config')).json;
     assert.deepEqual(startup, {
       latencyMs: 40, latencyJitterMs: 0, rateLimit: null, webhookUrl: 'http://127.0.0.1:9/hook', webhookTimeScale: 60,
-      webhookTimeoutMs: 2000, transactionLagMs: 10, seed: 5,
+      webhookTimeoutMs: 2000, transactionLagMs: 10, lookupLagMs: 0, abortedOrderIdReuse: true, permissiveKeys: false, seed: 5,
     });
     await emu.admin('POST', '/__emulator/config', { latencyMs: 0, webhookUrl: null, seed: 6 });
     await emu.reset();
@@ -64,7 +65,7 @@ test('--latency-ms and --latency-jitter-ms delay every /v1 request', async () =>
 
 test('--fault-rate with --fault-kind injects faults into /v1 requests only; they survive reset and show as startup faults', async () => {
   await withEmulator(['--fault-rate', '1', '--fault-kind', 'html502'], async (emu) => {
-    const c = emu.client();
+    const c = emu.client('test_sk_x');
     assert.equal((await c.payment('x')).status, 502);
     assert.equal((await emu.admin('GET', '/__emulator/info')).status, 200);
     const win = await emu.request({ path: '/billing-auth?clientKey=test_ck_x&customerKey=cust-1&successUrl=http://a.example/s&failUrl=http://a.example/f' });
@@ -74,6 +75,7 @@ test('--fault-rate with --fault-kind injects faults into /v1 requests only; they
     await emu.admin('DELETE', '/__emulator/faults');
     assert.equal((await c.payment('x')).status, 404);
     await emu.reset();
+    await c.register();
     assert.equal((await c.payment('x')).status, 502, 'reset restores the startup faults');
   });
   await withEmulator(['--fault-rate', '1'], async (emu) => {

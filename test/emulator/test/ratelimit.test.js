@@ -48,7 +48,7 @@ test('the throttled answer can be FORBIDDEN_CONSECUTIVE_REQUEST (403) or any cod
   await emu.admin('POST', '/__emulator/config', { rateLimit: { perSecond: 1, burst: 1, code: 'FORBIDDEN_CONSECUTIVE_REQUEST' } });
   await c.payment('x');
   const r = await c.payment('x', { 'Accept-Language': 'en-US' });
-  assert.deepEqual([r.status, r.json.code, r.json.message], [403, 'FORBIDDEN_CONSECUTIVE_REQUEST', 'Repeated requests are not allowed. Please try again later.']);
+  assert.deepEqual([r.status, r.json.code, r.json.message], [403, 'FORBIDDEN_CONSECUTIVE_REQUEST', 'Repetitive requests are not allowed. Please try again in a few minutes.']);
   for (const bad of [{ perSecond: 0 }, { perSecond: 'x' }, { perSecond: 1, burst: 0.5 }, { perSecond: 1, code: 'MY_CODE' }, { perSecond: 1, nope: 1 }]) {
     assert.equal((await emu.admin('POST', '/__emulator/config', { rateLimit: bad })).status, 400, JSON.stringify(bad));
   }

@@ -50,7 +50,7 @@ test('run --port PORT listens on that port, loopback only', async () => {
 
 test('SIGTERM and SIGINT exit cleanly (0) even with a hung request and idle keep-alive sockets', async () => {
   for (const signal of ['SIGTERM', 'SIGINT']) {
-    const emu = await startEmulator();
+    const emu = await startEmulator(['--port', '0', '--merchant', 'test_sk_x']);
     await emu.admin('POST', '/__emulator/faults', { match: { pathPrefix: '/v1/payments/' }, fault: { hang: true } });
     const hung = request(emu.port, { path: '/v1/payments/x', headers: { Authorization: 'Basic ' + Buffer.from('test_sk_x:').toString('base64') } }).catch((e) => e);
     const idle = net.connect(emu.port, '127.0.0.1');

@@ -27,9 +27,12 @@ END { $emulator_harness->kill_kill if $emulator_harness && $emulator_harness->pu
 
 sub start_emulator
 {
+	my (@flags) = @_;
 	my $run = File::Spec->rel2abs(dirname(__FILE__) . '/../../emulator/run');
+	# The project's merchants: the emulator answers other secret keys with 401 UNAUTHORIZED_KEY.
+	my $merchants = File::Spec->rel2abs(dirname(__FILE__) . '/../../scripts/merchants.json');
 	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ $run, '--port', '0' ], '>', \$out, '2>', \$err);
+	my $h = IPC::Run::start([ $run, '--port', '0', '--merchants', $merchants, @flags ], '>', \$out, '2>', \$err);
 	my $deadline = time + 20;
 	my $addr;
 	until (($addr) = $out =~ /^listening on (\S+)/m)
