@@ -130,15 +130,6 @@ const CLIENT_CODES = {
   INVALID_METHOD_TRANSACTION: ['이미 다른 요청을 수행하고 있어요.', 'Another request is already in progress.'], // en: guess
 };
 
-// Korean messages the extension's regression outputs (expected/20_issue_and_charge.out, 30_toss_errors.out) still
-// pin in their pre-fidelity wording. Toss's published text is the one in CATALOG; drop this map once those outputs
-// are updated.
-const PINNED_KO = {
-  NOT_FOUND_BILLING: '존재하지 않는 빌링 정보입니다.',
-  FDS_ERROR: '[토스페이먼츠] 위험거래가 감지되어 결제가 제한됩니다. 발송된 문자에 포함된 링크를 통해 본인인증 후 결제가 가능합니다.',
-};
-for (const [code, ko] of Object.entries(PINNED_KO)) CATALOG[code] = [CATALOG[code][0], ko, CATALOG[code][2]];
-
 function isKnown(code) {
   return Object.prototype.hasOwnProperty.call(CATALOG, code);
 }
@@ -180,4 +171,4 @@ function languageOf(acceptLanguage) {
   return first === 'en' || first.startsWith('en-') ? 'en' : 'ko';
 }
 
-module.exports = { CATALOG, CLIENT_CODES, PINNED_KO, isKnown, statusOf, tossError, messageOf, errorBody, languageOf };
+module.exports = { CATALOG, CLIENT_CODES, isKnown, statusOf, tossError, messageOf, errorBody, languageOf };

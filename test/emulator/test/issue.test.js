@@ -47,7 +47,7 @@ test('an authKey works once; reuse and unknown keys → 404 NOT_FOUND_BILLING', 
   assert.equal((await c.issue(authKey, customerKey)).status, 200);
   const again = await c.issue(authKey, customerKey);
   assert.equal(again.status, 404);
-  assert.deepEqual(again.json, { code: 'NOT_FOUND_BILLING', message: '존재하지 않는 빌링 정보입니다.' });
+  assert.deepEqual(again.json, { code: 'NOT_FOUND_BILLING', message: '존재하지 않는 빌링 결제 인증 정보 입니다.' });
   const unknown = await c.issue('5pBoBAPfQr7R1coCx9WSr', customerKey);
   assert.deepEqual([unknown.status, unknown.json.code], [404, 'NOT_FOUND_BILLING']);
 });
