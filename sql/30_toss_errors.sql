@@ -75,11 +75,17 @@ SELECT status, total_amount FROM toss_billing.toss_charge('cust-flaky', 4900, '�
 \set done `$TB_TEST/emu done-count order-lost-1`
 SELECT :done AS emulator_done_charges;
 
--- Toss says the order id is taken by a different payment: nothing of ours was charged (TB007)
+-- Toss says the order id is taken by a different payment (made, say, by
+-- another system under our order id, then lost from this ledger)
 SELECT status FROM toss_billing.toss_charge('cust-flaky', 1000, '다른 결제', 'order-taken-1');
+DELETE FROM toss_billing.attempts WHERE order_id = 'order-taken-1';
 DELETE FROM toss_billing.payments WHERE order_id = 'order-taken-1';
+-- Toss refuses the order id and its lookup shows a payment that is not
+-- this order's (another amount): it never counts, the order is held
 SELECT toss_billing.toss_charge('cust-flaky', 4900, '구독', 'order-taken-1');
 \echo :LAST_ERROR_SQLSTATE
+SELECT state, hold_reason FROM toss_billing.payments WHERE order_id = 'order-taken-1';
+SELECT kind, ledger_state FROM toss_billing.open_discrepancies WHERE order_id = 'order-taken-1';
 
 \set ignore `$TB_TEST/emu clear-faults`
 
