@@ -156,7 +156,8 @@ SELECT * FROM pg_temp.charges_at_toss('ro-');
 \set reqs `curl -sf "$EMULATOR_URL/__emulator/requests?limit=500"`
 SELECT r->>'method' AS method, count(*) AS requests
   FROM jsonb_array_elements(:'reqs'::jsonb) r
- WHERE COALESCE(r->'body'->>'orderId', r->>'path') ~ ('sub' || :s_lie || '-')
+ WHERE COALESCE(r->'body'->>'orderId', r->>'path') LIKE
+       '%' || (SELECT order_id FROM toss_billing.payments WHERE subscription_id = :s_lie)
  GROUP BY 1 ORDER BY 1;
 \set ignore `$TB_TEST/emu clear-faults`
 -- the replaced card's period is retried on the transient schedule, with the

@@ -289,6 +289,11 @@ charge_result(const TossChargeVerdict *v, const char *order_id, TossJobResult *r
 					  psprintf("The request for order %s was not sent (%s). Nothing was charged.",
 							   order_id, o->failure_message),
 					  pstrdup("Retry with the same order id; the attempt is recorded as failed."));
+		else if (o->failure_code && strcmp(o->failure_code, "NOT_FOUND_AT_TOSS") == 0)
+			set_error(result, ERRCODE_TOSS_TRANSIENT,
+					  psprintf("toss has no record of the charge %s", order_id),
+					  psprintf("%s", o->failure_message),
+					  pstrdup("Call toss_charge again with the same order id to charge it with the customer's current card."));
 		else
 			set_error(result, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, true)),
 					  psprintf("Toss reports the payment for order %s as failed with code %s: %s",
@@ -344,14 +349,17 @@ charge_attempt_call(const TossJob *job, const TossChargeIntent *in, const char *
 		toss_api_payment_by_order(ep, in->order_id, lookup);
 		if (toss_judge_recovery(lookup, &e, v))
 			return;
-		if (GetCurrentTimestamp() - in->attempt_created_at >= IDEMPOTENCY_WINDOW_USEC)
+		if (!in->may_repost || GetCurrentTimestamp() - in->attempt_created_at >= IDEMPOTENCY_WINDOW_USEC)
 		{
+			/* closed as not sent; the caller's next call posts a new attempt */
 			memset(v, 0, sizeof(*v));
 			v->outcome.state = "failed";
+			v->outcome.http_status = lookup->http.status;
 			v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
 			v->outcome.failure_code = "NOT_FOUND_AT_TOSS";
-			v->outcome.failure_message =
-				"Toss has no record of this attempt after its 15-day idempotency window; nothing was charged by it.";
+			v->outcome.failure_message = in->may_repost ?
+				"Toss has no record of this attempt after its 15-day idempotency window; nothing was charged by it." :
+				"Toss has no record of this attempt, and it is not posted again as it was (its order is held, or the customer's card changed); nothing was charged by it.";
 			return;
 		}
 	}

@@ -285,7 +285,7 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 	arg_text(&a, requested_by);
 	arg_interval_ms(&a, timeout_ms);
 	if (run("SELECT action, payment_id, attempt_id, toss_order_id, idempotency_key, billing_key_id, merchant, "
-			"encrypted_key, mid, payment::pg_catalog.text, attempt_created_at "
+			"encrypted_key, mid, payment::pg_catalog.text, attempt_created_at, may_repost "
 			"FROM toss_billing._charge_intent($1, $2, $3, $4, $5, $6, $7, $8::pg_catalog.name, $9)",
 			&a, SPI_OK_SELECT) != 1)
 		elog(ERROR, "toss_billing._charge_intent returned no row");
@@ -302,6 +302,8 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 	out->payment_json = copy_text(outer, 10);
 	out->attempt_created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 																 SPI_tuptable->tupdesc, 11, &isnull));
+	out->may_repost = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, &isnull)) &&
+		!isnull;
 	SPI_finish();
 }
 

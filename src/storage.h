@@ -64,6 +64,7 @@ typedef struct TossChargeIntent
 	char	   *mid;			/* the merchant's mId, or NULL */
 	char	   *payment_json;	/* done: the verified Payment */
 	TimestampTz attempt_created_at;
+	bool		may_repost;		/* lookup: post the same request again if Toss has no record */
 } TossChargeIntent;
 
 typedef struct TossCancelIntent

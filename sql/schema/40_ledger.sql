@@ -233,7 +233,7 @@ CREATE OR REPLACE FUNCTION toss_billing._charge_intent(
     call_timeout interval)
 RETURNS TABLE(action text, payment_id bigint, attempt_id bigint, toss_order_id text, idempotency_key text,
               billing_key_id bigint, merchant text, encrypted_key bytea, mid text, payment jsonb,
-              attempt_created_at timestamptz)
+              attempt_created_at timestamptz, may_repost boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -292,12 +292,12 @@ BEGIN
 
     IF v_p.state = 'done' THEN
         RETURN QUERY SELECT 'done'::text, v_p.id, NULL::bigint, v_p.order_id, NULL::text, v_p.billing_key_id,
-                            v_p.merchant, NULL::bytea, NULL::text, v_p.response, NULL::timestamptz;
+                            v_p.merchant, NULL::bytea, NULL::text, v_p.response, NULL::timestamptz, false;
         RETURN;
     END IF;
     IF v_p.state = 'in_flight' THEN
         RETURN QUERY SELECT 'busy'::text, v_p.id, NULL::bigint, v_p.order_id, NULL::text, v_p.billing_key_id,
-                            v_p.merchant, NULL::bytea, NULL::text, NULL::jsonb, NULL::timestamptz;
+                            v_p.merchant, NULL::bytea, NULL::text, NULL::jsonb, NULL::timestamptz, false;
         RETURN;
     END IF;
     IF v_p.state = 'unknown' THEN
@@ -312,12 +312,28 @@ BEGIN
                    resolve_attempts = a.resolve_attempts + 1, updated_at = pg_catalog.now()
              WHERE a.id = v_a.id;
             UPDATE toss_billing.payments p SET state = 'in_flight', updated_at = pg_catalog.now() WHERE p.id = v_p.id;
+            -- the very same request may be posted again, should Toss have no
+            -- record of it, only while the order is owed as it was: not held
+            -- by an unverified answer, within the key's 15 days, and with the
+            -- attempt's billing key still the customer's active one (the
+            -- customer may have replaced the card meanwhile)
             RETURN QUERY
             SELECT 'lookup'::text, v_p.id, v_a.id, v_a.order_id, v_a.idempotency_key, bk.id, bk.merchant,
-                   bk.encrypted_key, bk.mid, NULL::jsonb, v_a.created_at
+                   bk.encrypted_key, bk.mid, NULL::jsonb, v_a.created_at,
+                   v_p.hold_reason IS NULL AND bk.status = 'active' AND bk.id = v_key.id
+                   AND v_a.created_at > pg_catalog.now() - interval '15 days' + interval '1 hour'
               FROM toss_billing.billing_keys bk WHERE bk.id = v_a.billing_key_id;
             RETURN;
         END IF;
+    END IF;
+
+    -- held (an answer from Toss did not match the order, and Toss has no
+    -- record of it since): nothing is posted until a person looks
+    IF v_p.hold_reason IS NOT NULL THEN
+        RAISE EXCEPTION 'order "%" is held', v_p.order_id USING ERRCODE = 'TB006',
+            DETAIL = pg_catalog.format('An answer from Toss did not match the order (%s), so nothing is posted for it again automatically.',
+                                       v_p.hold_reason),
+            HINT = 'See toss_billing.open_discrepancies; toss_billing.resolve_discrepancy() releases the order, and the same call then charges it.';
     END IF;
 
     -- pending or failed: a new attempt, under the same order id, with the
@@ -336,7 +352,7 @@ BEGIN
            updated_at = pg_catalog.now()
      WHERE p.id = v_p.id;
     RETURN QUERY SELECT 'post'::text, v_p.id, v_a.id, v_a.order_id, v_a.idempotency_key, v_key.id, v_key.merchant,
-                        v_key.encrypted_key, v_key.mid, NULL::jsonb, v_a.created_at;
+                        v_key.encrypted_key, v_key.mid, NULL::jsonb, v_a.created_at, true;
 END;
 $$;
 
@@ -368,8 +384,12 @@ BEGIN
                WHEN 'unknown' THEN CASE WHEN p.hold_reason IS NOT NULL
                                         THEN 'held: an answer could not be verified; see toss_billing.open_discrepancies'
                                         ELSE 'the outcome is being resolved by looking the order up: do not charge under another order id' END
-               WHEN 'pending' THEN 'owed and not paid yet'
-               ELSE 'not paid: calling toss_charge again with the same order id retries it safely' END,
+               WHEN 'pending' THEN CASE WHEN p.hold_reason IS NOT NULL
+                                        THEN 'held: an answer could not be verified; see toss_billing.open_discrepancies'
+                                        ELSE 'owed and not paid yet' END
+               ELSE CASE WHEN p.hold_reason IS NOT NULL
+                         THEN 'held: an answer could not be verified; see toss_billing.open_discrepancies'
+                         ELSE 'not paid: calling toss_charge again with the same order id retries it safely' END END,
            p.updated_at
       FROM toss_billing.payments p
      WHERE p.obligation = 'charge:' || order_status.order_id OR p.order_id = order_status.order_id

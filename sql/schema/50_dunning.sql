@@ -204,7 +204,10 @@ BEGIN
                (SELECT pg_catalog.count(*) FROM toss_billing.attempts a
                  WHERE a.payment_id = o.payment_id AND a.state = 'failed'
                    AND a.failure_class = 'transient')::integer AS transient_failures,
-               COALESCE(fc.dunning, 'stop') AS rule
+               COALESCE(fc.dunning, 'stop') AS rule,
+               EXISTS (SELECT FROM toss_billing.billing_keys bk
+                        WHERE bk.customer_id = s.customer_id AND bk.status = 'active') AS has_key,
+               (SELECT p.hold_reason FROM toss_billing.payments p WHERE p.id = o.payment_id) AS hold_reason
           FROM unnest(_settle_failed.outcomes) o
           JOIN toss_billing.subscriptions s ON s.id = o.subscription_id
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
@@ -215,6 +218,12 @@ BEGIN
         SELECT f.*,
                CASE WHEN f.period_number <> f.open_period OR f.from_status = 'canceled' THEN 'void'
                     WHEN f.from_status <> ALL (ARRAY['trialing', 'active', 'past_due']) THEN 'record'
+                    -- no card to charge (deleted meanwhile): nothing is
+                    -- scheduled; a new card (card_replaced) retries the period
+                    WHEN NOT f.has_key AND f.rule <> 'key_gone' THEN 'record'
+                    -- held by an answer that did not match: not retried
+                    -- until its discrepancy is resolved
+                    WHEN f.hold_reason IS NOT NULL THEN 'record'
                     WHEN f.reuse_refused THEN 'reissue'
                     WHEN f.rule = 'retry' AND f.transient_failures <= v_policy.transient_limit THEN 'retry'
                     WHEN f.rule = ANY (ARRAY['retry', 'dunning']) THEN
@@ -278,6 +287,11 @@ BEGIN
                        WHEN 'final' THEN 'declined, dunning exhausted'
                        WHEN 'stop' THEN 'charging stopped'
                        WHEN 'key_gone' THEN 'the billing key is gone at toss'
+                       WHEN 'record' THEN CASE WHEN NOT st.has_key
+                                               THEN 'payment failed; no active billing key, a new card retries it'
+                                               WHEN st.hold_reason IS NOT NULL
+                                               THEN 'payment failed; the order is held until its discrepancy is resolved'
+                                               ELSE 'payment failed' END
                        ELSE 'payment failed' END,
                    pg_catalog.jsonb_build_object('period_number', st.period_number, 'attempt_number', st.attempt_number,
                                                  'failure_class', st.failure_class, 'failure_code', st.failure_code,

@@ -92,9 +92,11 @@ BEGIN
                             WHERE p.subscription_id = s.id
                               AND p.state = ANY (ARRAY['in_flight', 'unknown'])
                            OFFSET 0)
+           -- paid, or held (an answer did not match: nothing is posted for
+           -- it again until a person resolves its discrepancy)
            AND NOT EXISTS (SELECT FROM toss_billing.payments p
                             WHERE p.subscription_id = s.id AND p.period_number = s.period_number
-                              AND p.state = 'done'
+                              AND (p.state = 'done' OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
                            OFFSET 0)
          ORDER BY s.next_charge_at, s.id
          LIMIT v_limit
@@ -225,7 +227,7 @@ BEGIN
      ORDER BY s.id
        FOR UPDATE;
 
-    WITH given AS (
+    WITH input AS (
         SELECT *
           FROM unnest(_record_outcomes.attempt_ids, _record_outcomes.states, _record_outcomes.http_statuses,
                       _record_outcomes.failure_classes, _record_outcomes.failure_codes,
@@ -233,6 +235,33 @@ BEGIN
                       _record_outcomes.holds, _record_outcomes.reuse_refused)
                AS i(attempt_id, state, http_status, failure_class, failure_code, failure_message, response,
                     payment, hold, reuse_refused)),
+    -- a done outcome counts only with a Payment that answers this order (the
+    -- C side checked it already; the same predicate checks it here, so no
+    -- writer can mark an order paid from an answer that does not match)
+    verified AS (
+        SELECT i.*,
+               CASE WHEN i.state <> 'done' THEN NULL
+                    WHEN i.payment IS NULL THEN 'a done outcome without its Payment'
+                    ELSE NULLIF(pg_catalog.regexp_replace(
+                                    toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid),
+                                    '^unverified: ', ''), 'approved') END AS why
+          FROM input i
+          LEFT JOIN toss_billing.attempts a ON a.id = i.attempt_id
+          LEFT JOIN toss_billing.payments p ON p.id = a.payment_id
+          LEFT JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id),
+    given AS (
+        SELECT v.attempt_id,
+               CASE WHEN v.why IS NULL THEN v.state ELSE 'unknown' END AS state,
+               v.http_status,
+               CASE WHEN v.why IS NULL THEN v.failure_class ELSE 'outcome_unknown' END AS failure_class,
+               v.failure_code,
+               CASE WHEN v.why IS NULL THEN v.failure_message
+                    ELSE 'toss''s answer does not match the order: ' || v.why END AS failure_message,
+               v.response,
+               CASE WHEN v.why IS NULL THEN v.payment END AS payment,
+               COALESCE(v.why, v.hold) AS hold,
+               v.reuse_refused
+          FROM verified v),
     still_open AS (
         SELECT a.id, a.state
           FROM toss_billing.attempts a

@@ -268,6 +268,7 @@ AS $$
 DECLARE
     v_c toss_billing.cancels;
     v_entry jsonb;
+    v_why text;
 BEGIN
     IF _cancel_outcome.state IS NULL OR _cancel_outcome.state <> ALL (ARRAY['done', 'failed', 'unknown']) THEN
         RAISE EXCEPTION 'a cancel outcome state must be done, failed or unknown' USING ERRCODE = '22023';
@@ -284,7 +285,33 @@ BEGIN
         RETURN;
     END IF;
 
+    -- a done cancel counts only with a Payment that is this payment's,
+    -- checked by the same predicate as charges (a cancelled payment is an
+    -- approved one); anything else leaves the cancel unknown, looked up again
     IF _cancel_outcome.state = 'done' THEN
+        SELECT CASE WHEN _cancel_outcome.response IS NULL THEN 'a done cancel without its Payment'
+                    WHEN _cancel_outcome.response->>'paymentKey' IS DISTINCT FROM p.payment_key
+                        THEN 'paymentKey is not the payment''s'
+                    ELSE NULLIF(pg_catalog.regexp_replace(
+                                    toss_billing._verify_payment(_cancel_outcome.response, p.order_id, p.amount, bk.mid),
+                                    '^unverified: ', ''), 'approved') END
+          INTO v_why
+          FROM toss_billing.payments p
+          LEFT JOIN toss_billing.billing_keys bk ON bk.id = p.billing_key_id
+         WHERE p.id = v_c.payment_id;
+        IF v_why IS NOT NULL THEN
+            UPDATE toss_billing.cancels c
+               SET state = 'unknown', http_status = NULLIF(_cancel_outcome.http_status, 0),
+                   failure_class = 'outcome_unknown', failure_code = NULL,
+                   failure_message = 'toss''s answer does not match the payment: ' || v_why,
+                   raw_response = COALESCE(_cancel_outcome.raw_response, c.raw_response), updated_at = pg_catalog.now()
+             WHERE c.id = v_c.id;
+            PERFORM toss_billing._open_discrepancy('unverified_answer', p.order_id, p.payment_key, p.state, NULL,
+                                                   p.amount, NULL,
+                                                   pg_catalog.jsonb_build_object('cancel_id', v_c.id, 'why', v_why))
+               FROM toss_billing.payments p WHERE p.id = v_c.payment_id;
+            RETURN;
+        END IF;
         IF pg_catalog.jsonb_typeof(_cancel_outcome.response->'cancels') = 'array' THEN
             SELECT x.value INTO v_entry
               FROM pg_catalog.jsonb_array_elements(_cancel_outcome.response->'cancels') WITH ORDINALITY AS x(value, n)

@@ -97,6 +97,10 @@ BEGIN
         PERFORM toss_billing._open_discrepancy('unverified_answer', v_p.order_id, v_key, v_p.state, v_status,
                                                v_p.amount, NULL,
                                                pg_catalog.jsonb_build_object('source', 'toss payment', 'why', v_verdict));
+        -- an unknown order is held: its lookups go on, nothing is posted again
+        UPDATE toss_billing.payments p
+           SET hold_reason = pg_catalog.regexp_replace(v_verdict, '^unverified: ', ''), updated_at = pg_catalog.now()
+         WHERE p.id = v_p.id AND p.state = 'unknown' AND p.hold_reason IS NULL;
         RETURN pg_catalog.format('conflict: toss''s payment for order %s does not match the order (%s)',
                                  v_p.order_id, v_verdict);
     END IF;
@@ -129,6 +133,14 @@ BEGIN
             RETURN pg_catalog.format('conflict: %s was approved at toss, but its obligation is already paid or in flight under another order',
                                      v_p.order_id);
         END IF;
+        -- a later order of the same obligation that is only owed (the next
+        -- generation, made when Toss refused this order id) is not needed
+        -- any more: this one is paid
+        UPDATE toss_billing.payments p
+           SET state = 'failed', failure_class = NULL, failure_code = NULL,
+               failure_message = pg_catalog.format('not needed: order %s of the same obligation was paid', v_p.order_id),
+               updated_at = pg_catalog.now()
+         WHERE p.obligation = v_p.obligation AND p.id <> v_p.id AND p.state = 'pending';
         SELECT a.id INTO v_attempt FROM toss_billing.attempts a
          WHERE a.payment_id = v_p.id ORDER BY (a.state = 'unknown') DESC, a.attempt_number DESC LIMIT 1 FOR UPDATE;
         IF v_attempt IS NULL THEN

@@ -99,6 +99,7 @@ DECLARE
     v_linked boolean := false;
     v_duplicate bigint;
     v_order_name text;
+    v_price bigint;
     v_verdict text;
     v_id bigint;
 BEGIN
@@ -130,7 +131,12 @@ BEGIN
         RETURN NULL;
     END IF;
     IF v_pay IS NOT NULL THEN
-        v_verdict := toss_billing._verify_payment(v_pay, v_order, v_amount, NULL);
+        -- the Payment must answer the transaction Toss listed: its order
+        -- id, its amount and its merchant
+        v_verdict := toss_billing._verify_payment(v_pay, v_order,
+                                                  COALESCE(pg_catalog.abs(toss_billing._json_int(_recover_payment.item->'amount')),
+                                                           v_amount),
+                                                  _recover_payment.item->>'mId');
         IF v_verdict <> 'approved' THEN
             PERFORM toss_billing._open_discrepancy('unverified_answer', v_order, v_key, NULL,
                                                    _recover_payment.item->>'status', NULL, v_amount,
@@ -146,7 +152,20 @@ BEGIN
         IF FOUND AND (v_customer IS NULL OR v_customer = v_sub.customer_id) THEN
             v_customer := v_sub.customer_id;
             v_linked := true;
-            SELECT pl.name INTO v_order_name FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
+            SELECT pl.name, COALESCE(v_sub.amount_override, pl.amount) INTO v_order_name, v_price
+              FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
+            -- it pays the period only if it is the period's price: anything
+            -- else is recorded as ours but settles nothing
+            IF v_price IS DISTINCT FROM v_amount THEN
+                v_linked := false;
+                PERFORM toss_billing._open_discrepancy('amount_mismatch', v_order, v_key, NULL,
+                                                       _recover_payment.item->>'status', v_price, v_amount,
+                                                       pg_catalog.jsonb_build_object(
+                                                           'transaction_key', _recover_payment.item->>'transactionKey',
+                                                           'subscription_id', v_sub.id, 'period_number', v_m[2]::integer,
+                                                           'source', 'reconcile',
+                                                           'hint', 'Toss approved another amount than the subscription''s price under the period''s order id; it is recorded, but the period is not settled by it.'));
+            END IF;
             SELECT p.id INTO v_duplicate FROM toss_billing.payments p
              WHERE p.obligation = pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
                AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
@@ -511,7 +530,10 @@ END;
 $$;
 
 -- Marks a discrepancy resolved by hand, with an optional note.  Resolving
--- one that is resolved already changes nothing.
+-- one that is resolved already changes nothing.  Resolving an
+-- unverified_answer releases its order's hold: an order still owed is
+-- charged again (the runner, or the same toss_charge call), under its own
+-- order id.
 CREATE OR REPLACE FUNCTION toss_billing.resolve_discrepancy(discrepancy_id bigint, note text DEFAULT NULL)
 RETURNS toss_billing.discrepancies
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -536,6 +558,10 @@ BEGIN
                     || pg_catalog.jsonb_build_object('resolved_by', SESSION_USER::text, 'note', resolve_discrepancy.note)
      WHERE d.id = v_d.id
     RETURNING * INTO v_d;
+    IF v_d.kind = 'unverified_answer' THEN
+        UPDATE toss_billing.payments p SET hold_reason = NULL, updated_at = pg_catalog.now()
+         WHERE p.order_id = v_d.order_id AND p.hold_reason IS NOT NULL AND p.state <> 'done';
+    END IF;
     RETURN v_d;
 END;
 $$;
