@@ -221,8 +221,11 @@ SELECT * FROM pg_temp.subs('cl-b');
 -- obligation, which is charged at once
 SELECT pg_temp.customer('cl-reuse');
 SELECT id AS reuse FROM toss_billing.create_subscription('cl-reuse', :plan, '2024-09-01 00:00+09') \gset
-CREATE TEMP TABLE reuse_claim AS SELECT * FROM toss_billing._claim_due(10);
-SELECT customer_key, attempt_number FROM reuse_claim;
+-- (claimed with a caller's call timeout of 5 seconds: the attempt's
+-- deadline is twice that)
+CREATE TEMP TABLE reuse_claim AS SELECT * FROM toss_billing._claim_due(10, '5 seconds');
+SELECT c.customer_key, c.attempt_number, a.deadline - a.created_at AS deadline_after
+  FROM reuse_claim c JOIN toss_billing.attempts a ON a.id = c.attempt_id;
 SELECT toss_billing._record_outcomes(ARRAY[attempt_id], '{failed}', '{400}', '{transient}', '{DUPLICATED_ORDER_ID}',
                                      '{NULL}', '{NULL}',
                                      ARRAY[pg_temp.payment_json(order_id, order_name, amount, '2024-09-01 00:01+09',
