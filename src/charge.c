@@ -183,8 +183,13 @@ toss_judge_reply(const TossReply *reply, const TossExpect *e, TossChargeVerdict 
 		set_failed(&v->outcome, TOSS_CLASS_TRANSIENT, "CONNECTION_FAILED", toss_describe_reply(reply));
 		return;
 	}
-	/* ambiguous: a 5xx, a replayed or refused order id, a broken or odd answer */
-	v->toss_said_failed = reply->http.failure == TOSS_HTTP_OK && reply->http.status >= 500;
+	/*
+	 * Ambiguous: a 5xx, a replayed or refused order id, a broken or odd
+	 * answer.  Only Toss's own error object on a 5xx counts as Toss saying
+	 * it failed (then a lookup that finds nothing settles it); a gateway's
+	 * HTML page says nothing about what Toss did.
+	 */
+	v->toss_said_failed = reply->is_error && reply->http.failure == TOSS_HTTP_OK && reply->http.status >= 500;
 	v->need_lookup = true;
 	set_unknown(v, toss_describe_reply(reply));
 }

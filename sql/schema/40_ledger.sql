@@ -281,9 +281,12 @@ BEGIN
     ELSIF v_p.customer_id IS DISTINCT FROM v_customer OR v_p.amount <> _charge_intent.amount
           OR v_p.tax_free_amount <> _charge_intent.tax_free_amount OR v_p.order_name <> _charge_intent.order_name THEN
         RAISE EXCEPTION 'order id "%" is already used for another charge', _charge_intent.order_id
-            USING ERRCODE = '22023',
-                  DETAIL = pg_catalog.format('That order charges %s KRW for "%s" to another or the same customer; this call asks %s KRW for "%s".',
-                                             v_p.amount, v_p.order_name, _charge_intent.amount, _charge_intent.order_name),
+            USING ERRCODE = '23505',
+                  DETAIL = CASE WHEN v_p.customer_id IS DISTINCT FROM v_customer
+                                THEN 'That order belongs to another customer.'
+                                ELSE pg_catalog.format('That order charges %s KRW (%s tax-free) for "%s"; this call asks %s KRW (%s tax-free) for "%s".',
+                                                       v_p.amount, v_p.tax_free_amount, v_p.order_name, _charge_intent.amount,
+                                                       _charge_intent.tax_free_amount, _charge_intent.order_name) END,
                   HINT = 'Repeat a charge with exactly the same arguments, or use a new order id for a new charge.';
     END IF;
 
