@@ -67,7 +67,7 @@ SELECT toss_order_id, obligation, state, paid, attempts FROM toss_billing.order_
 SELECT a.id AS flight, p.order_id AS flight_order FROM toss_billing.attempts a
   JOIN toss_billing.payments p ON p.id = a.payment_id WHERE a.state = 'in_flight' \gset
 SELECT toss_billing._record_outcomes(ARRAY[:flight]::bigint[], '{done}', '{200}', '{NULL}', '{NULL}', '{NULL}', '{NULL}',
-                                     ARRAY[jsonb_build_object('orderId', :'flight_order', 'status', 'DONE',
+                                     ARRAY[jsonb_build_object('orderId', :'flight_order', 'status', 'DONE', 'type', 'BILLING', 'currency', 'KRW', 'mId', 'tvivarepublica',
                                                               'paymentKey', 'tbill_up_flight', 'totalAmount', 4900,
                                                               'balanceAmount', 4900,
                                                               'approvedAt', '2024-01-01T00:00:01+09:00')],

@@ -176,7 +176,7 @@ SELECT a.id AS flight_attempt, p.order_id AS flight_order, p.amount AS flight_am
  WHERE c.customer_key = 'up4-flight' \gset
 SELECT toss_billing._record_outcomes(ARRAY[:flight_attempt]::bigint[], '{done}', '{200}', '{NULL}', '{NULL}', '{NULL}',
                                      '{NULL}',
-                                     ARRAY[jsonb_build_object('orderId', :'flight_order', 'status', 'DONE',
+                                     ARRAY[jsonb_build_object('orderId', :'flight_order', 'status', 'DONE', 'type', 'BILLING', 'currency', 'KRW', 'mId', 'tvivarepublica',
                                                               'paymentKey', 'tbill_up4_flight',
                                                               'totalAmount', :flight_amount,
                                                               'balanceAmount', :flight_amount,
