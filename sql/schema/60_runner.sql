@@ -244,7 +244,10 @@ BEGIN
                     WHEN i.payment IS NULL THEN 'a done outcome without its Payment'
                     ELSE NULLIF(pg_catalog.regexp_replace(
                                     toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid),
-                                    '^unverified: ', ''), 'approved') END AS why
+                                    '^unverified: ', ''), 'approved') END AS why,
+               -- a failure's Payment (ABORTED) counts only if it is this order's
+               i.state = 'failed' AND i.payment IS NOT NULL
+               AND toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) = 'failed' AS failure_verified
           FROM input i
           LEFT JOIN toss_billing.attempts a ON a.id = i.attempt_id
           LEFT JOIN toss_billing.payments p ON p.id = a.payment_id
@@ -258,7 +261,8 @@ BEGIN
                CASE WHEN v.why IS NULL THEN v.failure_message
                     ELSE 'toss''s answer does not match the order: ' || v.why END AS failure_message,
                v.response,
-               CASE WHEN v.why IS NULL THEN v.payment END AS payment,
+               CASE WHEN v.state = 'done' AND v.why IS NULL THEN v.payment
+                    WHEN v.failure_verified THEN v.payment END AS payment,
                COALESCE(v.why, v.hold) AS hold,
                v.reuse_refused
           FROM verified v),
@@ -297,7 +301,10 @@ BEGIN
                failure_message = CASE WHEN i.reuse_refused
                                       THEN 'toss refuses to take this order id again and holds no approved payment for it; a new order id replaces it'
                                       ELSE ar.failure_message END,
-               hold_reason = CASE WHEN ar.state = 'done' THEN NULL ELSE COALESCE(i.hold, p.hold_reason) END,
+               -- a verified answer (paid, or a failed Payment of this order)
+               -- releases a hold; anything else keeps it
+               hold_reason = CASE WHEN ar.state = 'done' OR (ar.state = 'failed' AND i.payment IS NOT NULL) THEN NULL
+                                  ELSE COALESCE(i.hold, p.hold_reason) END,
                toss_status = CASE WHEN i.payment IS NOT NULL THEN i.payment->>'status' ELSE p.toss_status END,
                payment_key = CASE WHEN ar.state = 'done' THEN i.payment->>'paymentKey' ELSE p.payment_key END,
                total_amount = CASE WHEN ar.state = 'done' THEN (i.payment->>'totalAmount')::bigint ELSE p.total_amount END,

@@ -115,8 +115,19 @@ sub chaos
 	my $deadline = time + 200;
 	while (($kills + $stops < $crashes_wanted || $work_left->() > 0) && time < $deadline)
 	{
-		$node->safe_psql('postgres', 'SELECT toss_billing.resolve_unknown_now()')
-		  if $kills + $stops >= $crashes_wanted;
+		if ($kills + $stops >= $crashes_wanted)
+		{
+			$node->safe_psql('postgres', 'SELECT toss_billing.resolve_unknown_now()');
+			note("$mode: left " . $node->safe_psql('postgres', q{
+				SELECT string_agg(x, ' ') FROM (
+				  SELECT 'due:' || s.status || '=' || count(*) AS x FROM toss_billing.subscriptions s
+				   WHERE next_charge_at <= toss_billing.now() AND status IN ('active', 'past_due') GROUP BY s.status
+				  UNION ALL
+				  SELECT 'attempt:' || a.state || CASE WHEN p.hold_reason IS NOT NULL THEN '/held' ELSE '' END || '=' || count(*)
+				    FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+				   WHERE a.state IN ('in_flight', 'unknown') GROUP BY a.state, p.hold_reason IS NOT NULL) y}))
+			  if ($kills + $stops) % 10 == 0;
+		}
 		my $bg = $node->background_psql('postgres', on_error_stop => 0);
 		my $pid = $bg->query_safe('SELECT pg_backend_pid()');
 		$bg->query_until(qr/go/, "\\echo go\nCALL toss_billing.run_due(time_budget => '30 seconds');\n");
@@ -189,10 +200,17 @@ sub chaos
 	my $rec = $node->safe_psql('postgres', q{
 		SELECT recovered FROM toss_billing.reconcile(now() - interval '1 day', now() + interval '1 day')});
 	note("$mode: reconcile recovered $rec payments");
+	# stuck: attempts or orders not settled, or periods due that nothing charges
 	my $stuck = $node->safe_psql('postgres', q{
 		SELECT (SELECT count(*) FROM toss_billing.payments WHERE state IN ('in_flight', 'unknown'))
-		     + (SELECT count(*) FROM toss_billing.attempts WHERE state IN ('in_flight', 'unknown'))});
-	is($stuck, 0, "$mode: no attempt or order left in flight or unknown after recovery and reconcile");
+		     + (SELECT count(*) FROM toss_billing.attempts WHERE state IN ('in_flight', 'unknown'))
+		     + (SELECT count(*) FROM toss_billing.subscriptions
+		         WHERE next_charge_at <= toss_billing.now() AND status IN ('active', 'past_due'))});
+	is($stuck, 0, "$mode: nothing left in flight, unknown or due after recovery and reconcile")
+	  or diag($node->safe_psql('postgres', q{
+		SELECT string_agg(format('%s %s %s %s', p.order_id, p.state, p.hold_reason, p.failure_code), E'\n')
+		  FROM toss_billing.payments p
+		 WHERE p.state IN ('in_flight', 'unknown') OR (p.state = 'pending' AND p.hold_reason IS NOT NULL)}));
 
 	# what Toss (the emulator) charged, against the ledger
 	my $ledger = emu_get('/__emulator/ledger');
