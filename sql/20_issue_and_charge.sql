@@ -47,16 +47,28 @@ SELECT order_id, state, toss_status, amount, total_amount, balance_amount, suppl
 SELECT (:'req'::jsonb)->>'method' AS method, (:'req'::jsonb)->>'rawPath' AS raw_path,
        (:'req'::jsonb)->'body'->'amount' AS amount,
        (:'req'::jsonb)->'body'->>'customerKey' AS customer_key,
-       (:'req'::jsonb)->>'idempotencyKey' = p.idempotency_key AS idempotency_key_persisted
-  FROM toss_billing.payments p WHERE p.order_id = 'order-happy-0001';
+       (:'req'::jsonb)->>'idempotencyKey' = a.idempotency_key AS idempotency_key_persisted
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id
+ WHERE p.order_id = 'order-happy-0001';
 
--- an order id is charged at most once
-SELECT toss_billing.toss_charge('cust-happy', 4900, '토스 프라임 구독', 'order-happy-0001');
+-- an order id is charged at most once: the same call again returns the
+-- same payment without calling Toss; another charge under it is refused
+SELECT payment_key AS first_key FROM toss_billing.payments WHERE order_id = 'order-happy-0001' \gset
+SELECT payment_key = :'first_key' AS same_payment, status
+  FROM toss_billing.toss_charge('cust-happy', 4900, '토스 프라임 구독', 'order-happy-0001');
+SELECT toss_billing.toss_charge('cust-happy', 5900, '토스 프라임 구독', 'order-happy-0001');
 \echo :LAST_ERROR_SQLSTATE
-SELECT count(*) FROM toss_billing.payments WHERE order_id = 'order-happy-0001';
+SELECT count(*) AS orders, (SELECT count(*) FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+                             WHERE p.order_id = 'order-happy-0001') AS attempts
+  FROM toss_billing.payments WHERE order_id = 'order-happy-0001';
+\set done `$TB_TEST/emu done-count order-happy-0001`
+SELECT :done AS charges_at_toss;
 
 -- without an order id one is generated; tax-free part and VAT as Toss computes them
-SELECT order_id ~ '^tb-[0-9a-f-]{36}$' AS generated, total_amount, tax_free_amount, vat, supplied_amount
+-- (tb, this installation's tag, a UUID: reconcile knows the order as ours)
+SELECT toss_billing._order_tag() AS tag \gset
+SELECT order_id ~ ('^tb' || :'tag' || '-[0-9a-f-]{36}$') AS generated,
+       total_amount, tax_free_amount, vat, supplied_amount
   FROM toss_billing.toss_charge('cust-happy', 55000, '연간 구독', tax_free_amount => 5000);
 
 -- a second card replaces the first; charges use the new key

@@ -75,13 +75,43 @@ SELECT status, total_amount FROM toss_billing.toss_charge('cust-flaky', 4900, '�
 \set done `$TB_TEST/emu done-count order-lost-1`
 SELECT :done AS emulator_done_charges;
 
--- Toss says the order id is taken by a different payment: nothing of ours was charged (TB007)
+-- Toss says the order id is taken by a different payment (made, say, by
+-- another system under our order id, then lost from this ledger)
 SELECT status FROM toss_billing.toss_charge('cust-flaky', 1000, '다른 결제', 'order-taken-1');
+DELETE FROM toss_billing.attempts WHERE order_id = 'order-taken-1';
 DELETE FROM toss_billing.payments WHERE order_id = 'order-taken-1';
+-- Toss refuses the order id and its lookup shows a payment that is not
+-- this order's (another amount): it never counts, the order is held
 SELECT toss_billing.toss_charge('cust-flaky', 4900, '구독', 'order-taken-1');
 \echo :LAST_ERROR_SQLSTATE
+SELECT state, hold_reason FROM toss_billing.payments WHERE order_id = 'order-taken-1';
+SELECT kind, ledger_state FROM toss_billing.open_discrepancies WHERE order_id = 'order-taken-1';
 
 \set ignore `$TB_TEST/emu clear-faults`
+
+-- what order_status says of an unknown order, and of a failed one
+SELECT toss_order_id, obligation, state, paid, attempts, failure_class, hold_reason IS NULL AS not_held, advice
+  FROM toss_billing.order_status('order-reset-1');
+SELECT toss_order_id, state, paid, attempts, failure_class, failure_code, advice
+  FROM toss_billing.order_status('order-flaky-1');
+SELECT toss_billing.order_status('order-never-made');
+\echo :LAST_ERROR_SQLSTATE
+
+-- the same call again settles an unknown order by looking it up (Toss has
+-- no record of it, so the very same request is posted again) and retries a
+-- failed one under its own order id: one order, two attempts, one charge
+SELECT status, order_id FROM toss_billing.toss_charge('cust-flaky', 4900, '구독', 'order-reset-1');
+SELECT status, order_id FROM toss_billing.toss_charge('cust-flaky', 4900, '구독', 'order-flaky-1');
+SELECT p.order_id, p.state, p.generation, count(a.*) AS attempts,
+       string_agg(a.state, ',' ORDER BY a.attempt_number) AS attempt_states,
+       count(DISTINCT a.idempotency_key) AS idempotency_keys
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id
+ WHERE p.order_id IN ('order-reset-1', 'order-flaky-1')
+ GROUP BY p.id ORDER BY p.id;
+\set done `$TB_TEST/emu done-count order-reset-1`
+SELECT :done AS charges_at_toss_reset;
+\set done `$TB_TEST/emu done-count order-flaky-1`
+SELECT :done AS charges_at_toss_flaky;
 
 -- every attempt is in the ledger with its class and Toss code
 SELECT order_id, state, toss_status, failure_class, failure_code,

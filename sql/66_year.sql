@@ -32,8 +32,13 @@ SELECT * FROM pg_temp.subs('yr-');
 SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, state, toss_status, amount, total_amount,
        supplied_amount, vat, order_name, customer_name, customer_email, http_status,
        payment_key = response->>'paymentKey' AS payment_key_kept, requested_at, approved_at,
-       subscription_id = :monthly AS for_subscription, period_number, attempt_number, requested_by = current_user AS by_caller
+       subscription_id = :monthly AS for_subscription, period_number, generation, obligation = format('subscription:%s:0', :monthly) AS obligation_kept,
+       requested_by = current_user AS by_caller
   FROM toss_billing.payments WHERE subscription_id = :monthly;
+-- and the attempt under it: one POST, its raw answer kept
+SELECT a.attempt_number, a.state, a.http_status, a.order_id = p.order_id AS same_order, a.deadline IS NOT NULL AS had_deadline
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.subscription_id = :monthly;
 
 -- a trial on its own test clock: nothing is due until the trial ends
 SELECT toss_billing.create_test_clock('2024-02-20 09:30+09') AS trial_clock \gset
@@ -74,9 +79,11 @@ SELECT toss_billing.advance_clock('1 hour');
 SELECT * FROM pg_temp.run('done');
 SELECT * FROM pg_temp.subs('yr-monthly');
 SELECT id AS unknown_payment FROM toss_billing.payments WHERE subscription_id = :monthly AND state = 'unknown' \gset
-SELECT toss_billing._record_outcomes(ARRAY[p.id], '{done}', '{200}', '{NULL}', '{NULL}', '{NULL}',
-                                     ARRAY[pg_temp.payment_json(p.order_id, p.order_name, p.amount, '2024-05-31 00:00+09')])
-  FROM toss_billing.payments p WHERE p.id = :unknown_payment;
+SELECT toss_billing._record_outcomes(ARRAY[a.id], '{done}', '{200}', '{NULL}', '{NULL}', '{NULL}', '{NULL}',
+                                     ARRAY[pg_temp.payment_json(p.order_id, p.order_name, p.amount, '2024-05-31 00:00+09')],
+                                     '{NULL}', '{false}')
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id AND a.state = 'unknown'
+ WHERE p.id = :unknown_payment;
 SELECT * FROM pg_temp.subs('yr-monthly');
 
 -- Jun 10: paused.  Its paid time ends on Jun 30 and nothing is charged while
@@ -107,10 +114,15 @@ SELECT toss_billing.advance_clock('26 days');
 SELECT * FROM pg_temp.run('done');
 SELECT * FROM pg_temp.subs('yr-monthly');
 
--- every period was charged once; only the declined attempt failed
-SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, order_name, amount, state, toss_status,
+-- every period was charged once, under one order each; only the declined
+-- attempt failed, and its retry re-posted the same order id
+SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS "order", order_name, amount, state, toss_status,
        failure_class, failure_code, approved_at
   FROM toss_billing.payments WHERE subscription_id = :monthly ORDER BY id;
+SELECT regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS "order", a.attempt_number, a.state,
+       a.failure_class, a.failure_code, a.http_status
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.subscription_id = :monthly AND p.period_number IN (3, 4) ORDER BY a.id;
 SELECT occurred_at, type, from_status, to_status, reason
   FROM toss_billing.events WHERE subscription_id = :monthly ORDER BY id;
 

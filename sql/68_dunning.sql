@@ -48,10 +48,15 @@ SELECT * FROM pg_temp.run('declined');
 SELECT * FROM pg_temp.subs('dn-declined');
 SELECT pg_temp.advance(:declined, '3 days');
 SELECT * FROM pg_temp.run('declined');
--- the ledger: code and message came from the ABORTED Payment's failure object
-SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, state, toss_status, http_status, failure_class,
+-- the ledger: one order, still owed (pending) after five declined attempts
+-- under its order id; code and message came from the ABORTED Payment's
+-- failure object
+SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS "order", state, toss_status, http_status, failure_class,
        failure_code, failure_message, approved_at
   FROM toss_billing.payments WHERE subscription_id = :declined ORDER BY id;
+SELECT a.attempt_number, a.state, a.http_status, a.failure_class, a.failure_code, a.failure_message
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.subscription_id = :declined ORDER BY a.id;
 SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_temp.new_events();
 SELECT detail FROM toss_billing.events WHERE subscription_id = :declined AND type = 'payment_failed' ORDER BY id;
 
@@ -74,8 +79,9 @@ SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_t
 -- an active subscription is not touched by a new card
 SELECT toss_billing.card_replaced('dn-declined') AS retried;
 
--- transient: retried after ten minutes with a new attempt (a new order id);
--- the status does not change
+-- transient: retried after ten minutes, the wait doubling with each further
+-- transient failure, as a new attempt under the SAME order id (Toss saw no
+-- charge; a new order id would risk two); the status does not change
 SELECT pg_temp.subscribe('dn-transient') AS transient \gset
 SELECT * FROM pg_temp.run('transient');
 SELECT * FROM pg_temp.subs('dn-transient');
@@ -83,12 +89,32 @@ SELECT pg_temp.advance(:transient, '5 minutes');
 SELECT * FROM pg_temp.run('transient');
 SELECT pg_temp.advance(:transient, '5 minutes');
 SELECT * FROM pg_temp.run('transient');
+SELECT * FROM pg_temp.subs('dn-transient');
+SELECT pg_temp.advance(:transient, '10 minutes');
+SELECT * FROM pg_temp.run('done');
 SELECT pg_temp.advance(:transient, '10 minutes');
 SELECT * FROM pg_temp.run('done');
 SELECT * FROM pg_temp.subs('dn-transient');
-SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, state, http_status, failure_class, failure_code,
-       failure_message
+SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS "order", state, generation, toss_status
   FROM toss_billing.payments WHERE subscription_id = :transient ORDER BY id;
+SELECT a.attempt_number, a.state, a.http_status, a.failure_class, a.failure_code, a.failure_message
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.subscription_id = :transient ORDER BY a.id;
+SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_temp.new_events();
+
+-- transient failures that persist: once more than transient_limit (3) of them,
+-- order goes on the dunning schedule (past_due, a day later)
+SELECT transient_limit FROM toss_billing.dunning_policy;
+SELECT pg_temp.subscribe('dn-transient-limit') AS transient_limit \gset
+SELECT * FROM pg_temp.run('transient');
+SELECT pg_temp.advance(:transient_limit, '10 minutes');
+SELECT * FROM pg_temp.run('transient');
+SELECT pg_temp.advance(:transient_limit, '20 minutes');
+SELECT * FROM pg_temp.run('transient');
+SELECT * FROM pg_temp.subs('dn-transient-limit');
+SELECT pg_temp.advance(:transient_limit, '40 minutes');
+SELECT * FROM pg_temp.run('transient');
+SELECT * FROM pg_temp.subs('dn-transient-limit');
 SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_temp.new_events();
 
 -- not found (the billing key is gone at Toss): dunning, like a decline
@@ -139,9 +165,10 @@ SELECT pg_temp.subscribe('dn-unknown') AS unknown \gset
 SELECT * FROM pg_temp.run('unknown');
 SELECT * FROM pg_temp.subs('dn-unknown');
 SELECT pg_temp.advance(:unknown, '1 hour');
-SELECT toss_billing._record_outcomes(ARRAY[p.id], '{failed}', '{403}', '{card_declined}', '{REJECT_CARD_COMPANY}',
-                                     '{"카드사에서 거절했습니다."}', '{NULL}')
-  FROM toss_billing.payments p WHERE p.subscription_id = :unknown AND p.state = 'unknown';
+SELECT toss_billing._record_outcomes(ARRAY[a.id], '{failed}', '{403}', '{card_declined}', '{REJECT_CARD_COMPANY}',
+                                     '{"카드사에서 거절했습니다."}', '{NULL}', '{NULL}', '{NULL}', '{false}')
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id AND a.state = 'unknown'
+ WHERE p.subscription_id = :unknown AND p.state = 'unknown';
 SELECT * FROM pg_temp.subs('dn-unknown');
 SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_temp.new_events();
 

@@ -38,8 +38,8 @@ SELECT p.proname, p.prosecdef AS definer,
                               'resume_subscription', 'card_replaced', 'retry_subscription', 'set_dunning_policy',
                               '_claim_due', '_record_outcomes', '_apply_transitions', '_settle_paid', '_settle_failed',
                               '_settle_unknown', '_retry_now', '_event', '_lock_subscription', '_period_at',
-                              '_valid_time_zone', '_notify_events', '_dunning_policy_replace',
-                              'run_due', 'schedule', 'unschedule'])
+                              '_valid_time_zone', '_notify_events', '_dunning_policy_replace', '_park_outcome',
+                              '_order_tag', 'run_due', 'schedule', 'unschedule'])
  ORDER BY 1;
 SELECT c.relname,
        has_table_privilege('tb_sub_clerk', c.oid, 'SELECT') AS operator_reads,
@@ -78,7 +78,9 @@ INSERT INTO toss_billing.events (occurred_at, type) VALUES (now(), 'alert');
 DELETE FROM toss_billing.plans;
 SELECT toss_billing._claim_due(10);
 \echo :LAST_ERROR_SQLSTATE
-SELECT toss_billing._record_outcomes('{}', '{}', '{}', '{}', '{}', '{}', '{}');
+SELECT toss_billing._record_outcomes('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT toss_billing._park_outcome(1, 'x');
 SELECT toss_billing._apply_transitions();
 SELECT toss_billing.freeze_clock(now());
 SELECT toss_billing.create_test_clock(now());

@@ -1,5 +1,6 @@
 -- 0.1.0 -> 0.2.0: ALTER EXTENSION UPDATE on a database that already has a
--- ledger gives the same objects as a fresh install, and keeps the ledger.
+-- ledger gives the same objects as a fresh install, and keeps the ledger;
+-- and on to 0.5.0, where that ledger becomes orders and attempts.
 \set SHOW_CONTEXT never
 \set regress_db :DBNAME
 CREATE DATABASE tb_upgrade;
@@ -42,6 +43,39 @@ SELECT toss_billing.freeze_clock('2024-01-01 00:00+09') IS NOT NULL AS frozen;
 SELECT id AS plan FROM toss_billing.create_plan('업그레이드 요금제', 4900) \gset
 SELECT status, period_number FROM toss_billing.create_subscription('up-customer', :plan, '2024-01-01 00:00+09');
 SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, amount FROM toss_billing._claim_due(10);
+
+-- on to 0.5.0 with the 0.2.0 claim in flight: the 0.1.0 payment and the
+-- claimed period are orders (their obligations: the caller's order id, the
+-- subscription period; generation 1) with one attempt each, which holds the
+-- Idempotency-Key the payment had
+CREATE TEMP TABLE before AS SELECT id, order_id, idempotency_key, state, updated_at FROM toss_billing.payments;
+ALTER EXTENSION toss_billing UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'toss_billing';
+SELECT regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS order_id,
+       regexp_replace(p.obligation, ':[0-9]+:', ':#:') AS obligation, p.generation, p.state, p.total_amount,
+       a.attempt_number, a.state AS attempt_state, a.order_id = b.order_id AS same_order_id,
+       a.idempotency_key = b.idempotency_key AS same_idempotency_key,
+       a.deadline - b.updated_at AS deadline_after_update
+  FROM toss_billing.payments p
+  JOIN toss_billing.attempts a ON a.payment_id = p.id
+  JOIN before b ON b.id = p.id
+ ORDER BY p.id;
+SELECT count(*) AS attempts FROM toss_billing.attempts;
+-- and 0.5.0 works on it: the old payment is paid by its order id, and the
+-- attempt in flight is completed and pays the period
+SELECT toss_order_id, obligation, state, paid, attempts FROM toss_billing.order_status('order-before-upgrade');
+SELECT a.id AS flight, p.order_id AS flight_order FROM toss_billing.attempts a
+  JOIN toss_billing.payments p ON p.id = a.payment_id WHERE a.state = 'in_flight' \gset
+SELECT toss_billing._record_outcomes(ARRAY[:flight]::bigint[], '{done}', '{200}', '{NULL}', '{NULL}', '{NULL}', '{NULL}',
+                                     ARRAY[jsonb_build_object('orderId', :'flight_order', 'status', 'DONE', 'type', 'BILLING', 'currency', 'KRW', 'mId', 'tvivarepublica',
+                                                              'paymentKey', 'tbill_up_flight', 'totalAmount', 4900,
+                                                              'balanceAmount', 4900,
+                                                              'approvedAt', '2024-01-01T00:00:01+09:00')],
+                                     '{NULL}', '{false}');
+SELECT a.state, p.state AS order_state, s.status, s.period_number
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+  JOIN toss_billing.subscriptions s ON s.id = p.subscription_id
+ WHERE a.id = :flight;
 
 \c :regress_db
 DROP DATABASE tb_upgrade;

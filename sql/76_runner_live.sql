@@ -36,11 +36,12 @@ CALL toss_billing.run_due() \gset
 \echo claimed :claimed done :done failed :failed unknown :unknown
 SELECT * FROM pg_temp.subs();
 
--- transient failures retry after 10 minutes; the flaky card works on its third try
+-- transient failures retry after 10 minutes, then 20; the flaky card works
+-- on its third try
 SELECT toss_billing.advance_clock('10 minutes');
 CALL toss_billing.run_due() \gset
 \echo claimed :claimed done :done failed :failed unknown :unknown
-SELECT toss_billing.advance_clock('10 minutes');
+SELECT toss_billing.advance_clock('20 minutes');
 CALL toss_billing.run_due() \gset
 \echo claimed :claimed done :done failed :failed unknown :unknown
 SELECT * FROM pg_temp.subs();
@@ -61,11 +62,17 @@ CALL toss_billing.run_due() \gset
 \echo claimed :claimed done :done failed :failed unknown :unknown
 SELECT * FROM pg_temp.subs();
 
--- every attempt in the ledger, as Toss answered it
-SELECT c.customer_key, regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt,
+-- every order in the ledger, and every attempt under it as Toss answered
+-- it: retries re-posted each order's own order id
+SELECT c.customer_key, regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS "order",
        p.state, p.toss_status, p.failure_class, p.failure_code
   FROM toss_billing.payments p JOIN toss_billing.customers c ON c.id = p.customer_id
  ORDER BY p.id;
+SELECT c.customer_key, a.attempt_number, a.state, a.http_status, a.failure_class, a.failure_code,
+       a.response IS NOT NULL AS raw_answer_kept, a.order_id = p.order_id AS same_order_id
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+  JOIN toss_billing.customers c ON c.id = p.customer_id
+ ORDER BY a.id;
 SELECT c.customer_key, e.type, e.from_status, e.to_status
   FROM toss_billing.events e JOIN toss_billing.subscriptions s ON s.id = e.subscription_id
   JOIN toss_billing.customers c ON c.id = s.customer_id

@@ -29,12 +29,17 @@ CALL toss_billing.run_due() \gset
 SELECT :claimed = 10 AS all_claimed, :done + :failed = 10 AS all_settled, :unknown = 0 AS none_unknown,
        :done >= 2 AS burst_paid, :failed > 0 AS some_throttled, :throttled > 0 AS backed_off;
 \set ignore `curl -sf -X POST -H 'Content-Type: application/json' -d '{"rateLimit":null}' $EMULATOR_URL/__emulator/config`
--- every throttled attempt is a transient failure: nothing charged, retried later
+-- every throttled attempt is a transient failure: nothing charged, the
+-- order still owed (pending) and retried later under its own order id
 SELECT state, failure_class, failure_code
   FROM toss_billing.payments WHERE period_number = 1 GROUP BY 1, 2, 3 ORDER BY 1;
+SELECT a.state, a.http_status, a.failure_class, a.failure_code
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.period_number = 1 GROUP BY 1, 2, 3, 4 ORDER BY 1;
 SELECT toss_billing.advance_clock('10 minutes') IS NOT NULL AS later;
 CALL toss_billing.run_due() \gset
-SELECT count(*) FILTER (WHERE state = 'done') AS paid_second_period
+SELECT count(*) FILTER (WHERE state = 'done') AS paid_second_period, count(*) AS orders_second_period,
+       max(generation) AS generations
   FROM toss_billing.payments WHERE period_number = 1;
 \set ledger `curl -sf $EMULATOR_URL/__emulator/ledger`
 SELECT count(*) AS paid, count(*) FILTER (WHERE (:'ledger'::jsonb)->'doneByOrderId'->>order_id = '1') AS charged_once_at_toss

@@ -3,7 +3,10 @@
 -- unknown against the balance, one cancel after the other); _cancel_outcome
 -- records what Toss answered, keeps the payment's balance, and treats a
 -- balance of 0 as fully refunded whether Toss says CANCELED or
--- PARTIAL_CANCELED.  Toss's answers are built as the emulator gives them.
+-- PARTIAL_CANCELED.  A cancel whose outcome is unknown is replayed by the
+-- runner with its own Idempotency-Key (_claim_unknown_cancels); an answer
+-- that does not match the payment settles nothing.  Toss's answers are
+-- built as the emulator gives them.
 \set SHOW_CONTEXT never
 SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
@@ -16,8 +19,15 @@ SET IntervalStyle = 'postgres';
 \i :helpers
 \set ECHO all
 
+-- what earlier tests left in flight is swept first, so that what follows
+-- sees only this test's cancels
+SELECT toss_billing._mark_stale() >= 0 AS swept;
+
 SELECT toss_billing.freeze_clock('2025-04-01 10:00+09');
 SELECT pg_temp.customer('rf-one');
+-- the key's merchant mId is known: every answer must carry it
+UPDATE toss_billing.billing_keys bk SET mid = 'tvivarepublica'
+  FROM toss_billing.customers c WHERE c.id = bk.customer_id AND c.customer_key = 'rf-one' AND bk.status = 'active';
 SELECT pg_temp.charged('rf-one', 'order-rf-plain', 10000, '2025-04-01 10:00+09') AS plain \gset
 SELECT payment_key AS plain_key, response AS pay FROM toss_billing.payments WHERE id = :plain \gset
 
@@ -31,30 +41,32 @@ SELECT pg_temp.error_of($$SELECT toss_billing._cancel_intent('order-rf-plain', r
 SELECT pg_temp.error_of($$SELECT toss_billing._cancel_intent('order-rf-plain', '환불', 0, 'rf_clerk')$$);
 SELECT pg_temp.error_of($$SELECT toss_billing._cancel_intent('order-rf-plain', '환불', -100, 'rf_clerk')$$);
 SELECT toss_billing._cancel_intent('order-rf-plain', '환불', 10001, 'rf_clerk');
--- only a done payment can be canceled
-INSERT INTO toss_billing.payments (order_id, idempotency_key, customer_id, billing_key_id, merchant, state,
-                                   order_name, amount, requested_by, failure_class, failure_code)
-SELECT 'order-rf-declined', gen_random_uuid()::text, customer_id, billing_key_id, merchant, 'failed', '단건 결제', 1000,
-       current_user, 'card_declined', 'REJECT_CARD_PAYMENT'
-  FROM toss_billing.payments WHERE id = :plain;
-INSERT INTO toss_billing.payments (order_id, idempotency_key, customer_id, billing_key_id, merchant, state,
-                                   order_name, amount, requested_by, failure_class)
-SELECT 'order-rf-unknown', gen_random_uuid()::text, customer_id, billing_key_id, merchant, 'unknown', '단건 결제', 1000,
-       current_user, 'outcome_unknown'
-  FROM toss_billing.payments WHERE id = :plain;
+-- only a done payment can be canceled: not a declined toss_charge (its
+-- order failed), nor one whose outcome is unknown
+SELECT pg_temp.outcome(pg_temp.charging('rf-one', 'order-rf-declined', 1000), 'failed', 403, 'card_declined',
+                       'REJECT_CARD_PAYMENT', '한도초과 혹은 잔액부족으로 결제에 실패했습니다.');
+SELECT pg_temp.charging('rf-one', 'order-rf-unknown', 1000) AS unknown_attempt \gset
+SELECT pg_temp.outcome(:unknown_attempt, 'unknown', 0, 'outcome_unknown', NULL, 'timeout after 65000 ms');
+SELECT order_id, state FROM toss_billing.payments WHERE order_id IN ('order-rf-declined', 'order-rf-unknown') ORDER BY 1;
 SELECT toss_billing._cancel_intent('order-rf-declined', '환불', NULL, 'rf_clerk');
 SELECT toss_billing._cancel_intent('order-rf-unknown', '환불', NULL, 'rf_clerk');
 SELECT count(*) = :cancels_before AS nothing_recorded FROM toss_billing.cancels;
 
 -- a partial cancel, by order id: recorded in flight with a fresh
--- Idempotency-Key; the worker sends cancelAmount 3000 to the payment key
+-- Idempotency-Key and a deadline (twice the call timeout); the worker sends
+-- cancelAmount 3000 to the payment key, and Toss's answer must be this
+-- payment's: its order id, its total amount and the merchant's mId
 SELECT c.cancel_id AS c1, c.payment_key = :'plain_key' AS payment_key,
        c.idempotency_key ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS uuid_key,
-       c.merchant, c.cancel_amount
+       c.merchant, c.cancel_amount, c.order_id AS answer_order_id, c.total_amount AS answer_total_amount,
+       c.mid AS answer_mid
   FROM toss_billing._cancel_intent('order-rf-plain', '부분 환불', 3000, 'rf_clerk') c \gset
-SELECT :'payment_key' AS payment_key, :'uuid_key' AS uuid_key, :'merchant' AS merchant, :'cancel_amount' AS cancel_amount;
+SELECT :'payment_key' AS payment_key, :'uuid_key' AS uuid_key, :'merchant' AS merchant, :'cancel_amount' AS cancel_amount,
+       :'answer_order_id' AS answer_order_id, :'answer_total_amount' AS answer_total_amount, :'answer_mid' AS answer_mid;
 SELECT state, requested_amount, reason, requested_by, idempotency_key IS NOT NULL AS has_key,
-       caller_pid = pg_backend_pid() AS caller_recorded, transaction_key, canceled_amount
+       caller_pid = pg_backend_pid() AS caller_recorded, transaction_key, canceled_amount,
+       deadline = created_at + interval '130 seconds' AS deadline, customer_id = (SELECT customer_id FROM toss_billing.payments
+                                                                                  WHERE id = :plain) AS customer
   FROM toss_billing.cancels WHERE id = :c1;
 
 -- while it is in flight it holds its 3,000 KRW: 7,000 are left
@@ -80,11 +92,37 @@ SELECT toss_billing._cancel_intent('order-rf-plain', '동시 환불', 6000, 'rf_
 SELECT id AS c2 FROM toss_billing.cancels WHERE requested_by = 'rf_other' \gset
 SELECT requested_by, state, requested_amount FROM toss_billing.cancels WHERE payment_id = :plain ORDER BY id;
 
--- Toss answers the first: the cancel takes its entry of the Payment's
--- cancels[], the payment row takes the Payment
+-- an answer that does not match the payment (another orderId, another
+-- totalAmount, another mId) settles nothing: the worker records the cancel
+-- unknown, it keeps holding its 3,000, and the payment row is not touched
 SELECT pg_temp.with_cancel(:'pay', 3000, '부분 환불', 'txrd_rf_c1', '2025-04-01 10:05+09') AS pay \gset
-SELECT toss_billing._cancel_outcome(:c1, 'done', 200, NULL, NULL, NULL, :'pay');
-SELECT state, transaction_key, canceled_amount, canceled_at, http_status, response->>'status' AS response_status
+SELECT toss_billing._verify_payment(:'pay'::jsonb || '{"orderId": "order-rf-other"}', 'order-rf-plain', 10000,
+                                    'tvivarepublica') AS order_id,
+       toss_billing._verify_payment(:'pay'::jsonb || '{"totalAmount": 13000}', 'order-rf-plain', 10000,
+                                    'tvivarepublica') AS total_amount,
+       toss_billing._verify_payment(:'pay'::jsonb || '{"mId": "another_mid"}', 'order-rf-plain', 10000,
+                                    'tvivarepublica') AS mid,
+       toss_billing._verify_payment(:'pay', 'order-rf-plain', 10000, 'tvivarepublica') AS matching;
+BEGIN;
+SELECT toss_billing._cancel_outcome(:c1, 'unknown', 200, 'outcome_unknown', NULL,
+                                    'toss''s answer does not match the payment: unverified: mId another_mid is not the merchant''s',
+                                    NULL, convert_to((:'pay'::jsonb || '{"mId": "another_mid"}')::text, 'UTF8'));
+SELECT state, failure_class, transaction_key, canceled_amount, response,
+       convert_from(raw_response, 'UTF8')::jsonb->>'mId' AS raw_mid
+  FROM toss_billing.cancels WHERE id = :c1;
+SELECT toss_status, balance_amount, response->'cancels' AS cancels FROM toss_billing.payments WHERE id = :plain;
+SELECT toss_billing._cancel_intent('order-rf-plain', '나머지', 1001, 'rf_clerk');
+ROLLBACK;
+-- ... nor arriving as Toss's Payment (a webhook's fetch, reconcile): a
+-- conflict, no cancel is taken from it
+SELECT toss_billing._apply_payment_state(:'pay'::jsonb || '{"mId": "another_mid"}') AS applied;
+SELECT state, transaction_key FROM toss_billing.cancels WHERE id = :c1;
+
+-- Toss answers the first: the cancel takes its entry of the Payment's
+-- cancels[], the payment row takes the Payment; the answer's bytes are kept
+SELECT toss_billing._cancel_outcome(:c1, 'done', 200, NULL, NULL, NULL, :'pay', convert_to(:'pay', 'UTF8'));
+SELECT state, transaction_key, canceled_amount, canceled_at, http_status, response->>'status' AS response_status,
+       convert_from(raw_response, 'UTF8')::jsonb = response AS raw_response
   FROM toss_billing.cancels WHERE id = :c1;
 SELECT state, toss_status, total_amount, balance_amount, supplied_amount, vat, response->>'lastTransactionKey' AS last_tx
   FROM toss_billing.payments WHERE id = :plain;
@@ -97,6 +135,17 @@ SELECT state, updated_at = :'c1_updated' AS unchanged FROM toss_billing.cancels 
 SELECT toss_billing._cancel_outcome(:c2, 'unknown', 0, 'outcome_unknown', NULL, 'timeout after 65000 ms', NULL);
 SELECT state, failure_class, failure_message FROM toss_billing.cancels WHERE id = :c2;
 SELECT toss_billing._cancel_intent('order-rf-plain', '나머지', 1001, 'rf_clerk');
+-- the runner replays it (new in 0.5.0; 0.4.0 waited for a webhook or
+-- reconcile): claimed with its own Idempotency-Key and request and what the
+-- answer must match, then backed off (1, 2, 4, ... minutes)
+BEGIN;
+SELECT c.cancel_id = :c2 AS c2, c.payment_key = :'plain_key' AS payment_key,
+       c.idempotency_key = (SELECT idempotency_key FROM toss_billing.cancels WHERE id = :c2) AS own_idempotency_key,
+       c.merchant, c.cancel_amount, c.reason, c.order_id, c.total_amount, c.mid
+  FROM toss_billing._claim_unknown_cancels(100) c WHERE c.cancel_id = :c2;
+SELECT resolve_attempts, next_resolve_at - now() AS backoff FROM toss_billing.cancels WHERE id = :c2;
+COMMIT;
+SELECT count(*) AS claimed_again FROM toss_billing._claim_unknown_cancels(100) c WHERE c.cancel_id = :c2;
 -- a full cancel now would be sent as a cancel of the 1,000 left
 BEGIN;
 SELECT cancel_amount FROM toss_billing._cancel_intent('order-rf-plain', '나머지', NULL, 'rf_clerk');
@@ -144,7 +193,10 @@ SELECT state, toss_status, balance_amount FROM toss_billing.payments WHERE id = 
 SELECT * FROM pg_temp.new_events() WHERE customer_key = 'rf-sub';
 SELECT e.detail->>'amount' AS amount, e.detail->>'balance_amount' AS balance, e.detail->>'fully_refunded' AS fully_refunded,
        e.detail->>'toss_status' AS toss_status, e.payment_id = :sub_payment AS payment
-  FROM toss_billing.events e WHERE e.type = 'payment_refunded' ORDER BY e.id;
+  FROM toss_billing.events e
+ WHERE e.type = 'payment_refunded'
+   AND e.customer_id = (SELECT id FROM toss_billing.customers WHERE customer_key = 'rf-sub')
+ ORDER BY e.id;
 
 -- a single full cancel: CANCELED
 SELECT pg_temp.charged('rf-one', 'order-rf-whole', 5000, '2025-04-01 11:00+09') AS whole \gset
@@ -171,8 +223,13 @@ SELECT count(*) AS cancels FROM toss_billing.cancels WHERE payment_id = :console
 -- a cancel left in flight by a crash becomes unknown and keeps its amount
 SELECT c.cancel_id AS stuck FROM toss_billing._cancel_intent('order-rf-console', '중단된 환불', 1000, 'rf_clerk') c \gset
 UPDATE toss_billing.cancels SET created_at = pg_postmaster_start_time() - interval '1 minute' WHERE id = :stuck;
-SELECT toss_billing._mark_stale('5 minutes') AS marked;
-SELECT state, failure_class, failure_message FROM toss_billing.cancels WHERE id = :stuck;
+SELECT c.cancel_id AS expired FROM toss_billing._cancel_intent('order-rf-console', '시간 초과 환불', 500, 'rf_clerk') c \gset
+UPDATE toss_billing.cancels SET deadline = now() - interval '1 second' WHERE id = :expired;
+SELECT toss_billing._mark_stale() AS marked;
+SELECT id = :stuck AS stuck, state, failure_class, failure_message FROM toss_billing.cancels
+ WHERE id IN (:stuck, :expired) ORDER BY id;
+SELECT toss_billing._cancel_outcome(:expired, 'failed', 400, 'invalid_request', 'INVALID_REQUEST', '잘못된 요청입니다.',
+                                    NULL);
 SELECT toss_billing._cancel_intent('order-rf-console', '나머지', 5001, 'rf_clerk');
 
 -- bad outcome calls
@@ -185,6 +242,10 @@ INSERT INTO toss_billing.cancels (payment_id, reason, state) VALUES (:console, '
 \set VERBOSITY default
 
 SELECT toss_billing._cancel_outcome(:stuck, 'failed', 403, 'card_declined', 'NOT_CANCELABLE_AMOUNT', NULL, NULL);
-SELECT toss_billing._record_outcomes(ARRAY[id], '{failed}', '{400}', '{transient}', '{PROVIDER_ERROR}', '{NULL}', '{NULL}')
-  FROM toss_billing.payments WHERE order_id = 'order-rf-unknown';
+SELECT pg_temp.outcome(:unknown_attempt, 'failed', 400, 'transient', 'PROVIDER_ERROR', NULL);
+-- the unverified answer opened a discrepancy for a person to resolve
+SELECT kind, order_id, ledger_state, detail->>'why' AS why FROM toss_billing.open_discrepancies
+ WHERE order_id LIKE 'order-rf-%' ORDER BY id;
+SELECT count(toss_billing.resolve_discrepancy(id, 'test')) AS resolved FROM toss_billing.open_discrepancies
+ WHERE order_id LIKE 'order-rf-%';
 SELECT pg_temp.cleanup('rf-');

@@ -12,6 +12,8 @@ SET IntervalStyle = 'postgres';
 \set ECHO none
 \set helpers :tbtest '/../../sql/include/subscription_helpers.psql'
 \i :helpers
+\set helpers :tbtest '/../../sql/include/toss_json_helpers.psql'
+\i :helpers
 \set ECHO all
 
 SELECT toss_billing.freeze_clock('2025-05-01 10:00+09');
@@ -67,12 +69,31 @@ SELECT * FROM pg_temp.run('done');
 SELECT toss_billing._delete_intent('bk-one');
 SELECT toss_billing.card_replaced('bk-one');
 
+-- the declined period stays owed under its order while there is no key:
+-- the order is pending, its attempt made with the key now deleted
+SELECT p.state, p.generation, bk.status AS order_key, count(a.*) AS attempts
+  FROM toss_billing.payments p JOIN toss_billing.billing_keys bk ON bk.id = p.billing_key_id
+  LEFT JOIN toss_billing.attempts a ON a.payment_id = p.id
+ WHERE p.subscription_id = :declined GROUP BY p.id, bk.status;
+
 -- a new card: card_replaced makes them due again -- the declined period at
 -- once, the paid one when its period starts, not early
 SELECT pg_temp.new_card('bk-one');
 SELECT toss_billing.card_replaced('bk-one');
 SELECT * FROM pg_temp.subs('bk-one');
 SELECT * FROM pg_temp.run('done');
+-- changed in 0.5.0: the declined period is charged again under the SAME
+-- order (same order id, generation 1) with a second attempt, made with the
+-- new key and a new Idempotency-Key (0.4.0 made a new order id); the order
+-- now names the new key
+SELECT a.attempt_number, a.state, a.order_id = p.order_id AS same_order_id, p.generation, bk.status AS key_status,
+       a.billing_key_id = p.billing_key_id AS order_key
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+  JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id
+ WHERE p.subscription_id = :declined ORDER BY a.attempt_number;
+SELECT count(DISTINCT p.id) AS orders, count(DISTINCT a.idempotency_key) AS idempotency_keys, max(p.state) AS state
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id
+ WHERE p.subscription_id = :declined AND p.period_number = 0;
 SELECT toss_billing.advance_clock('15 days');
 SELECT * FROM pg_temp.run('done');
 SELECT toss_billing.advance_clock('1 day');
@@ -89,6 +110,37 @@ SELECT toss_billing._billing_key_deleted(:old_key, 'replaced card removed');
 SELECT status FROM toss_billing.billing_keys WHERE id = :old_key;
 SELECT count(*) AS new_events FROM pg_temp.new_events();
 SELECT status, count(*) FROM pg_temp.subs('bk-one') GROUP BY status ORDER BY status;
+
+-- a key deleted while a charge made with it is unknown: the resolver
+-- still looks the order up, but if Toss has no record of it the request is
+-- not posted again with the deleted key (may_repost false); closed as not
+-- sent, the period stays owed and nothing is charged until a new card
+SELECT pg_temp.customer('bk-two');
+SELECT id AS two FROM toss_billing.create_subscription('bk-two', :plan) \gset
+SELECT * FROM pg_temp.run('unknown');
+SELECT toss_billing._billing_key_deleted(bk.id, 'deleted while a charge was unknown')
+  FROM toss_billing.billing_keys bk JOIN toss_billing.customers c ON c.id = bk.customer_id
+ WHERE c.customer_key = 'bk-two' AND bk.status = 'active';
+SELECT u.customer_key, u.may_repost, bk.status AS key_status
+  FROM toss_billing._claim_unknown(1000) u JOIN toss_billing.billing_keys bk ON bk.id = u.billing_key_id
+ WHERE u.customer_key = 'bk-two';
+SELECT a.id AS two_attempt FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.subscription_id = :two \gset
+SELECT pg_temp.outcome(:two_attempt, 'failed', 404, 'transient', 'NOT_FOUND_AT_TOSS',
+                       'Toss has no record of this attempt, and its order is not owed as it was (period, subscription or billing key changed): it is not posted again.');
+SELECT p.state, p.failure_code FROM toss_billing.payments p WHERE p.subscription_id = :two;
+SELECT status, period FROM pg_temp.subs('bk-two');
+SELECT toss_billing.advance_clock('1 day');
+SELECT * FROM pg_temp.run('done');
+-- with a new card the same order is charged, with the new key
+SELECT pg_temp.new_card('bk-two');
+SELECT toss_billing.card_replaced('bk-two');
+SELECT * FROM pg_temp.run('done');
+SELECT a.attempt_number, a.state, a.order_id = p.order_id AS same_order_id, bk.status AS key_status
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+  JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id
+ WHERE p.subscription_id = :two ORDER BY a.attempt_number;
+SELECT status, period FROM pg_temp.subs('bk-two');
 
 -- bad calls
 SELECT toss_billing._billing_key_deleted(NULL, 'x');

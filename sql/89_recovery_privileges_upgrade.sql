@@ -1,7 +1,8 @@
--- Who may do what with 0.3.0's objects, and the 0.2.0 -> 0.3.0 upgrade.
--- Operators refund, delete keys, take webhooks in, reconcile and resolve
--- discrepancies through their entry points; auditors read; the SQL halves
--- and the C functions that call Toss for them stay with the extension owner.
+-- Who may do what with 0.3.0's objects, and the 0.2.0 -> 0.3.0 upgrade, on
+-- to 0.5.0.  Operators refund, delete keys, take webhooks in, reconcile and
+-- resolve discrepancies through their entry points; auditors read; the SQL
+-- halves and the C functions that call Toss for them stay with the extension
+-- owner, and so do the replay tokens (Idempotency-Keys) recovery uses.
 \set SHOW_CONTEXT never
 SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
@@ -23,8 +24,8 @@ SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS arguments, l.lann
                               '_cancel_outcome', '_delete_intent', '_billing_key_deleted', '_apply_payment_state',
                               '_fetch_payment', '_billing_key_hash', '_backfill_key_hashes', '_toss_transactions',
                               '_reconcile_items', '_recover_payment', '_transaction_items', '_open_discrepancy',
-                              '_sync_cancels', '_store_payment_state', '_refund_events', '_backend_start',
-                              '_retry_now'])
+                              '_sync_cancels', '_record_payment_state', '_refund_events', '_backend_start',
+                              '_retry_now', '_claim_unknown_cancels'])
  ORDER BY 1;
 SELECT c.relname,
        has_table_privilege('tb_rec_clerk', c.oid, 'SELECT') AS operator_reads,
@@ -42,6 +43,15 @@ SELECT a.attname,
   FROM pg_attribute a
  WHERE a.attrelid = 'toss_billing.billing_keys'::regclass AND a.attname IN ('key_hash', 'deleted_at', 'deleted_reason')
  ORDER BY 1;
+-- nor is an attempt's Idempotency-Key (a replay token), while the rest of
+-- the attempt (what recovery did with it) is readable
+SELECT a.attname,
+       has_column_privilege('tb_rec_clerk', 'toss_billing.attempts', a.attname, 'SELECT') AS operator_reads,
+       has_column_privilege('tb_rec_audit', 'toss_billing.attempts', a.attname, 'SELECT') AS auditor_reads
+  FROM pg_attribute a
+ WHERE a.attrelid = 'toss_billing.attempts'::regclass
+   AND a.attname IN ('idempotency_key', 'state', 'resolve_attempts', 'next_resolve_at', 'caller_pid')
+ ORDER BY 1;
 
 -- an operator takes a webhook in, reconciles, resolves ...
 SET ROLE tb_rec_clerk;
@@ -54,7 +64,9 @@ SELECT count(*) >= 0 AS reads_discrepancies FROM toss_billing.open_discrepancies
 SELECT count(*) >= 0 AS reads_cancels FROM toss_billing.cancels;
 -- ... and cannot go around the entry points
 SELECT toss_billing._cancel_intent('order-x', 'x', NULL, 'x');
-SELECT toss_billing._mark_stale('1 hour');
+SELECT toss_billing._mark_stale();
+SELECT toss_billing._claim_unknown(10);
+SELECT idempotency_key FROM toss_billing.attempts LIMIT 1;
 SELECT toss_billing._billing_key_deleted(1, 'x');
 SELECT toss_billing._apply_payment_state('{}');
 SELECT toss_billing._fetch_payment('x');
@@ -124,6 +136,47 @@ SELECT order_id, state FROM toss_billing.payments ORDER BY id;
 SELECT order_id, customer_key FROM toss_billing._claim_unknown(10);
 SELECT payment_key, cancel_amount FROM toss_billing._cancel_intent('order-up3-done', '업그레이드 후 환불', 900, 'up3');
 SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, amount FROM toss_billing._claim_due(10);
+
+-- on to 0.5.0 (through 0.4.0), with that left in flight and unknown: every
+-- payment becomes an order with one attempt that keeps its Idempotency-Key,
+-- its lookups and its back-off; the refund in flight gets its customer and
+-- a deadline
+CREATE TEMP TABLE before AS
+SELECT id, order_id, idempotency_key, attempt_number, resolve_attempts, next_resolve_at, caller_pid, updated_at
+  FROM toss_billing.payments;
+ALTER EXTENSION toss_billing UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'toss_billing';
+SELECT regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS order_id,
+       regexp_replace(p.obligation, ':[0-9]+:', ':#:') AS obligation, p.generation, p.state,
+       a.attempt_number, a.state AS attempt_state, a.idempotency_key = b.idempotency_key AS same_idempotency_key,
+       a.resolve_attempts, a.next_resolve_at IS NOT DISTINCT FROM b.next_resolve_at AS same_next_resolve_at,
+       a.caller_pid IS NOT DISTINCT FROM b.caller_pid AS same_caller,
+       a.deadline - b.updated_at AS deadline_after_update
+  FROM toss_billing.payments p
+  JOIN toss_billing.attempts a ON a.payment_id = p.id
+  JOIN before b ON b.id = p.id
+ ORDER BY p.id;
+SELECT c.state, c.customer_id = :customer AS customer_filled, c.deadline - c.updated_at AS deadline_after_update
+  FROM toss_billing.cancels c;
+
+-- and 0.5.0's recovery works on them: the subscription's attempt and the
+-- refund were interrupted (the server restarted since) and become unknown
+UPDATE toss_billing.attempts SET created_at = pg_postmaster_start_time() - interval '1 minute' WHERE state = 'in_flight';
+UPDATE toss_billing.cancels SET created_at = pg_postmaster_start_time() - interval '1 minute' WHERE state = 'in_flight';
+SELECT toss_billing._mark_stale() AS marked;
+SELECT regexp_replace(p.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS order_id, p.state, a.state AS attempt_state,
+       a.failure_message
+  FROM toss_billing.payments p JOIN toss_billing.attempts a ON a.payment_id = p.id ORDER BY p.id;
+SELECT e.type, e.reason, e.customer_id = :customer AS customer_filled
+  FROM toss_billing.events e WHERE e.type = 'payment_unknown';
+-- the lookups: the newly unknown attempt is due, with its own Idempotency-Key
+-- (the period is owed, so it may be posted again); the one looked up under
+-- 0.3.0 keeps its back-off
+SELECT regexp_replace(u.order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS order_id, u.customer_key,
+       u.idempotency_key = b.idempotency_key AS same_idempotency_key, u.amount, u.may_repost
+  FROM toss_billing._claim_unknown(10) u JOIN before b ON b.id = u.payment_id;
+SELECT order_id, payment_key, idempotency_key IS NOT NULL AS has_key, cancel_amount, reason, total_amount
+  FROM toss_billing._claim_unknown_cancels(10);
 
 \c :regress_db
 DROP DATABASE tb_upgrade3;

@@ -6,8 +6,11 @@
 -- response on the cancel settled by the idempotent replay (one cancel at
 -- Toss), a cancel without any answer recorded unknown and holding its
 -- amount, a cancel Toss refuses, a cancel made outside toss_billing brought
--- in by the next answer, and the Idempotency-Key of every cancel persisted
--- and sent.  In a database of its own.
+-- in by the next answer, an answer that does not match the payment taken
+-- for nothing (the cancel stays unknown until Toss's Payment, fetched again
+-- for its webhook, settles it), every cancel carrying its payment's
+-- customer, and the Idempotency-Key of every cancel persisted and sent.  In
+-- a database of its own.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
 \getenv emu_url EMULATOR_URL
@@ -62,7 +65,7 @@ SELECT (:'req'::jsonb)->>'method' AS method,
   FROM toss_billing.cancels c ORDER BY c.id DESC LIMIT 1;
 SELECT c.state, c.requested_amount, c.canceled_amount, c.reason, c.requested_by = current_user AS requested_by_me,
        c.http_status, c.transaction_key = p.response->>'lastTransactionKey' AS transaction_key,
-       c.canceled_at IS NOT NULL AS has_canceled_at, c.failure_class
+       c.canceled_at IS NOT NULL AS has_canceled_at, c.failure_class, c.customer_id = p.customer_id AS customer
   FROM toss_billing.cancels c JOIN toss_billing.payments p ON p.id = c.payment_id
  WHERE p.order_id = 'lr90-partial' ORDER BY c.id;
 SELECT state, toss_status, total_amount, balance_amount, supplied_amount, vat
@@ -273,6 +276,46 @@ SELECT c.state, c.idempotency_key IS NOT NULL AS toss_cancel, c.requested_by IS 
  WHERE p.order_id = 'lr90-outside' ORDER BY c.id;
 SELECT state, toss_status, balance_amount FROM toss_billing.payments WHERE order_id = 'lr90-outside';
 
+-- Toss makes the cancel, but its answer names another merchant (mId), and
+-- the idempotent replay gets the same answer: an answer that does not match
+-- the payment settles nothing; the cancel is recorded unknown (TB006),
+-- keeps the raw answer but no Payment, and holds its 1,000 KRW, while the
+-- payment row keeps what it had
+SELECT status, total_amount FROM toss_billing.toss_charge('lr-one', 5000, '환불 테스트', 'lr90-mismatch');
+\set ignore `$TB_TEST/emu fault '{"match":{"method":"POST","pathPrefix":"/v1/payments/"},"fault":{"mismatch":"mId"},"times":1}'`
+SELECT toss_billing.toss_cancel('lr90-mismatch', '응답 불일치', 1000);
+\echo :LAST_ERROR_SQLSTATE
+\set ignore `$TB_TEST/emu clear-faults`
+\set log `curl -sf "$EMULATOR_URL/__emulator/requests?limit=2"`
+SELECT 3 - r.n AS attempt, r.method, r.idempotency_key = c.idempotency_key AS persisted_key, r.status, r.outcome,
+       r.replayed
+  FROM pg_temp.requests(:'log') r,
+       (SELECT c.idempotency_key FROM toss_billing.cancels c ORDER BY c.id DESC LIMIT 1) c
+ ORDER BY attempt;
+SELECT c.state, c.requested_amount, c.canceled_amount, c.http_status, c.failure_class, c.failure_message,
+       c.response IS NULL AS no_payment, (convert_from(c.raw_response, 'UTF8')::jsonb)->>'mId' AS answered_mid,
+       c.customer_id = p.customer_id AS customer
+  FROM toss_billing.cancels c JOIN toss_billing.payments p ON p.id = c.payment_id
+ WHERE p.order_id = 'lr90-mismatch';
+SELECT toss_status, balance_amount FROM toss_billing.payments WHERE order_id = 'lr90-mismatch';
+\set payments `curl -sf $EMULATOR_URL/__emulator/payments`
+\set ledger `curl -sf $EMULATOR_URL/__emulator/ledger`
+SELECT * FROM pg_temp.at_toss(:'payments', :'ledger', 'lr90-mismatch');
+SELECT toss_billing.toss_cancel('lr90-mismatch', '나머지 환불', 4001);
+-- Toss's webhook of the cancel: the Payment fetched again matches, and the
+-- unknown cancel takes its entry
+\set hooks `curl -sf "$EMULATOR_URL/__emulator/webhooks?eventType=PAYMENT_STATUS_CHANGED"`
+SELECT w->'payload' AS hook_payload, jsonb_build_object('tosspayments-webhook-transmission-id', w->>'transmissionId') AS hook_headers
+  FROM jsonb_array_elements(:'hooks') w
+ WHERE w->'payload'->'data'->>'orderId' = 'lr90-mismatch' \gset
+SELECT outcome FROM toss_billing.ingest_webhook(:'hook_payload', :'hook_headers');
+SELECT c.state, c.requested_amount, c.canceled_amount, c.transaction_key = p.response->>'lastTransactionKey' AS transaction_key,
+       c.response->>'mId' = bk.mid AS payment_of_the_merchant, c.failure_class
+  FROM toss_billing.cancels c JOIN toss_billing.payments p ON p.id = c.payment_id
+  JOIN toss_billing.billing_keys bk ON bk.id = p.billing_key_id
+ WHERE p.order_id = 'lr90-mismatch';
+SELECT toss_status, balance_amount FROM toss_billing.payments WHERE order_id = 'lr90-mismatch';
+
 -- every cancel of this database was sent with the Idempotency-Key it recorded
 \set log `curl -sf "$EMULATOR_URL/__emulator/requests?limit=100"`
 SELECT count(*) AS cancels, count(*) FILTER (WHERE c.idempotency_key IS NULL) AS made_outside,
@@ -281,7 +324,8 @@ SELECT count(*) AS cancels, count(*) FILTER (WHERE c.idempotency_key IS NULL) AS
                                        WHERE r.idempotency_key = c.idempotency_key
                                          AND r.path = format('/v1/payments/%s/cancel', p.payment_key)
                                          AND r.method = 'POST')) AS sent_under_their_key,
-       count(DISTINCT c.idempotency_key) AS distinct_keys
+       count(DISTINCT c.idempotency_key) AS distinct_keys,
+       count(*) FILTER (WHERE c.customer_id = p.customer_id) AS with_the_customer
   FROM toss_billing.cancels c JOIN toss_billing.payments p ON p.id = c.payment_id;
 SELECT state, count(*) FROM toss_billing.cancels GROUP BY state ORDER BY state;
 -- and the ledger agrees with Toss on every payment

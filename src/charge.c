@@ -1,11 +1,17 @@
 /*
- * charge.c — what a charge is on the wire and what its reply means.
+ * charge.c — what a charge is on the wire and what Toss's answers to it
+ * mean for the ledger.
  *
- * Builds the body of POST /v1/billing/{billingKey} and turns Toss's reply into
- * a verdict for the ledger (done, failed with a class, or unknown).  An
- * ambiguous reply is settled by GET /v1/payments/orders/{orderId}, never by
- * posting again.  Shared by the single-charge job and the runner.  No
- * transactions; memory is the caller's context.
+ * Builds the body of POST /v1/billing/{billingKey} and turns an answer into
+ * a verdict: done, failed with a class, or unknown.  Nothing counts unless
+ * it is verified against the order (verify.c).  An ambiguous answer asks
+ * for GET /v1/payments/orders/{orderId} (need_lookup), whose answer
+ * toss_judge_lookup() then judges; the caller makes that call (at once in a
+ * job, on its multi handle in the runner), never a second POST.  An answer
+ * that does not match the order holds it: the attempt is unknown and
+ * nothing is posted for the order again automatically.  Shared by the jobs,
+ * the runner and recovery.  No transactions; memory is the caller's
+ * context.
  */
 #include "postgres.h"
 
@@ -46,11 +52,15 @@ toss_class_message(TossErrorClass cls, bool charge)
 			return "the outcome of the toss call is unknown";
 		case TOSS_CLASS_ALREADY_PROCESSED:
 			return "toss has already processed this order";
+		case TOSS_CLASS_BILLING_KEY_GONE:
+			return "toss no longer has this billing key";
+		case TOSS_CLASS_COUNT:
+			break;
 	}
 	return "toss returned an error";
 }
 
-/* Describe a reply that settled nothing, for the ledger and errdetail. */
+/* Describe an answer that settled nothing, for the ledger and errdetail. */
 char *
 toss_describe_reply(const TossReply *reply)
 {
@@ -58,64 +68,76 @@ toss_describe_reply(const TossReply *reply)
 		return psprintf("%s after %.0f ms: %s",
 						toss_http_failure_name(reply->http.failure),
 						reply->http.elapsed_ms, reply->http.error);
+	if (reply->unsafe)
+		return psprintf("HTTP %ld with a body that cannot be stored as text: %s", reply->http.status,
+						reply->unsafe);
 	if (reply->is_error)
 		return psprintf("HTTP %ld with code %s: %s", reply->http.status, reply->code,
 						reply->message ? reply->message : "");
 	return psprintf("HTTP %ld with a body that is not a Toss response", reply->http.status);
 }
 
-/* Judge a reply that carries a Payment object. */
 static void
-judge_payment(const TossReply *reply, TossChargeVerdict *v)
+keep_raw(const TossReply *reply, TossOutcome *o)
 {
-	char	   *status = toss_json_text(reply->doc, "status");
-
-	v->payment = reply;
-	v->outcome.http_status = reply->http.status;
-	v->outcome.payment_json = reply->http.body;
-	if (status && strcmp(status, "DONE") == 0)
-		v->outcome.state = "done";
-	else if (status && (strcmp(status, "ABORTED") == 0 || strcmp(status, "EXPIRED") == 0))
+	o->http_status = reply->http.status;
+	if (reply->http.failure == TOSS_HTTP_OK)
 	{
-		char	   *code = toss_json_text(reply->doc, "failure.code");
-
-		v->outcome.state = "failed";
-		v->outcome.failure_class = toss_class_name(toss_classify_code(code, 400));
-	}
-	else
-	{
-		v->outcome.state = "unknown";
-		v->ambiguity = psprintf("Toss reports the payment in status %s", status ? status : "(none)");
+		o->raw = reply->http.body;
+		o->raw_len = reply->http.body_len;
 	}
 }
 
-/*
- * If the lookup found a payment under the order id, judge it and return
- * true.  A payment there of another amount is not ours: this attempt made
- * nothing.  first: the reply that sent us looking, or NULL in recovery.
- */
-static bool
-judge_found(const TossReply *lookup, int64 amount, const TossReply *first,
-			TossChargeVerdict *v)
+static void
+set_failed(TossOutcome *o, TossErrorClass cls, const char *code, const char *message)
 {
-	int64		found_amount = 0;
+	o->state = "failed";
+	o->failure_class = toss_class_name(cls);
+	o->failure_code = code;
+	o->failure_message = message;
+}
 
-	if (!toss_reply_ok(lookup) || toss_json_text(lookup->doc, "paymentKey") == NULL)
-		return false;
-	if (toss_json_int64(lookup->doc, "totalAmount", &found_amount) && found_amount != amount)
+static void
+set_unknown(TossChargeVerdict *v, char *why)
+{
+	v->outcome.state = "unknown";
+	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	v->outcome.failure_code = NULL;
+	v->outcome.failure_message = why;
+	v->ambiguity = why;
+}
+
+/*
+ * A 2xx answer holding an object, verified against the order: done, failed
+ * (ABORTED under this order id), or unknown and held (it does not match).
+ */
+static void
+judge_payment(const TossReply *reply, const TossExpect *e, TossChargeVerdict *v)
+{
+	char	   *why = NULL;
+
+	v->payment = reply;
+	switch (toss_verify_payment(reply->doc, e, &why))
 	{
-		v->outcome.state = "failed";
-		v->outcome.http_status = first ? first->http.status : lookup->http.status;
-		v->outcome.failure_class = toss_class_name(TOSS_CLASS_ALREADY_PROCESSED);
-		v->outcome.failure_code = (first && first->code) ? first->code : "ORDER_ID_TAKEN";
-		v->outcome.failure_message =
-			psprintf("Toss holds another payment of " INT64_FORMAT " KRW under this order id.",
-					 found_amount);
-		v->taken = true;
-		return true;
+		case TOSS_PAYMENT_APPROVED:
+			v->outcome.state = "done";
+			v->outcome.payment_json = reply->http.body;
+			break;
+		case TOSS_PAYMENT_FAILED:
+			{
+				const char *code = toss_json_peek_text(reply->doc, "failure.code");
+				const char *msg = toss_json_peek_text(reply->doc, "failure.message");
+
+				set_failed(&v->outcome, toss_classify_code(code, 400, "charge"), code, msg);
+				v->outcome.payment_json = reply->http.body;
+			}
+			break;
+		case TOSS_PAYMENT_UNVERIFIED:
+			set_unknown(v, psprintf("toss's answer does not match the order: %s", why));
+			v->outcome.hold = why;
+			v->payment = NULL;
+			break;
 	}
-	judge_payment(lookup, v);
-	return true;
 }
 
 static bool
@@ -125,137 +147,157 @@ is_not_found_payment(const TossReply *reply)
 }
 
 /*
- * Settle an ambiguous charge by looking the order up, never by posting it
- * again.  toss_said_failed: Toss answered with an error (e.g. a 5xx), so an
- * absent payment means it was not made.
+ * Decide what one charge answer means.  need_lookup: the answer settles
+ * nothing; look the order up and judge that with toss_judge_lookup().
  */
-static void
-resolve_by_order(const TossEndpoint *ep, const char *order_id, int64 amount,
-				 const TossReply *first, bool toss_said_failed,
-				 TossReply *lookup, TossChargeVerdict *v)
+void
+toss_judge_reply(const TossReply *reply, const TossExpect *e, TossChargeVerdict *v)
 {
-	toss_api_payment_by_order(ep, order_id, lookup);
-	if (judge_found(lookup, amount, first, v))
-		return;
-	if (toss_said_failed && is_not_found_payment(lookup))
+	memset(v, 0, sizeof(*v));
+	keep_raw(reply, &v->outcome);
+	if (toss_reply_ok(reply) && toss_json_is_object(reply->doc))
 	{
-		v->error = first;
-		v->outcome.state = "failed";
-		v->outcome.http_status = first->http.status;
-		v->outcome.failure_class = toss_class_name(toss_classify_code(first->code, first->http.status));
-		v->outcome.failure_code = first->code;
-		v->outcome.failure_message = first->message;
+		judge_payment(reply, e, v);
 		return;
 	}
-	v->outcome.state = "unknown";
-	v->outcome.http_status = first->http.status;
-	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-	v->ambiguity = psprintf("%s; the lookup by order id gave %s",
-							toss_describe_reply(first), toss_describe_reply(lookup));
-	v->outcome.failure_message = v->ambiguity;
+	if (reply->is_error)
+	{
+		TossErrorClass cls = toss_classify_code(reply->code, reply->http.status, "charge");
+
+		if (reply->http.status < 500 && cls != TOSS_CLASS_OUTCOME_UNKNOWN &&
+			cls != TOSS_CLASS_ALREADY_PROCESSED)
+		{
+			/*
+			 * Definitive.  Should Toss have made the charge all the same (an
+			 * answer lost between its systems), the next attempt under this
+			 * same order id gets DUPLICATED_ORDER_ID and its lookup finds it.
+			 */
+			v->error = reply;
+			set_failed(&v->outcome, cls, reply->code, reply->message);
+			return;
+		}
+		v->duplicated = cls == TOSS_CLASS_ALREADY_PROCESSED;
+	}
+	else if (reply->http.failure == TOSS_HTTP_NOT_SENT)
+	{
+		set_failed(&v->outcome, TOSS_CLASS_TRANSIENT, "CONNECTION_FAILED", toss_describe_reply(reply));
+		return;
+	}
+	/*
+	 * Ambiguous: a 5xx, a replayed or refused order id, a broken or odd
+	 * answer.  Only Toss's own error object on a 5xx counts as Toss saying
+	 * it failed (then a lookup that finds nothing settles it); a gateway's
+	 * HTML page says nothing about what Toss did.
+	 */
+	v->toss_said_failed = reply->is_error && reply->http.failure == TOSS_HTTP_OK && reply->http.status >= 500;
+	v->need_lookup = true;
+	set_unknown(v, toss_describe_reply(reply));
+}
+
+/*
+ * The lookup by order id of an ambiguous answer.  first: the answer that sent
+ * us looking; v as toss_judge_reply left it.
+ */
+void
+toss_judge_lookup(const TossReply *first, const TossReply *lookup, const TossExpect *e,
+				  TossChargeVerdict *v)
+{
+	bool		duplicated = v->duplicated;
+	bool		toss_said_failed = v->toss_said_failed;
+
+	v->need_lookup = false;
+	if (toss_reply_ok(lookup) && toss_json_is_object(lookup->doc))
+	{
+		judge_payment(lookup, e, v);
+		if (strcmp(v->outcome.state, "failed") == 0 && duplicated)
+		{
+			/*
+			 * Toss refused the order id again (DUPLICATED_ORDER_ID) and holds
+			 * only a failed payment under it: this attempt charged nothing,
+			 * and the order id cannot be used again.  A new order replaces it.
+			 */
+			v->outcome.reuse_refused = true;
+			set_failed(&v->outcome, TOSS_CLASS_TRANSIENT, first->code,
+					   "toss refuses to take this order id again and holds no approved payment under it");
+		}
+		if (strcmp(v->outcome.state, "unknown") == 0)
+			v->ambiguity = (char *) v->outcome.failure_message;
+		return;
+	}
+	if (toss_said_failed && is_not_found_payment(lookup))
+	{
+		/* Toss answered with an error and has no payment: nothing was charged */
+		v->error = first;
+		v->outcome.http_status = first->http.status;
+		set_failed(&v->outcome, first->is_error ?
+				   toss_classify_code(first->code, first->http.status, "charge") : TOSS_CLASS_TRANSIENT,
+				   first->is_error ? first->code : NULL,
+				   first->is_error ? first->message : toss_describe_reply(first));
+		return;
+	}
+	set_unknown(v, psprintf("%s; the lookup by order id gave %s",
+							toss_describe_reply(first), toss_describe_reply(lookup)));
 }
 
 /*
  * Recovery: what the lookup of an unknown attempt says.  Returns false when
- * Toss has no record of the order (the caller then decides whether the same
- * request may be posted again); otherwise fills the verdict, which stays
- * unknown if the lookup itself settled nothing.
+ * Toss has no record of the order (the caller then decides whether the very
+ * same request may be posted again); otherwise fills the verdict, which
+ * stays unknown if the lookup itself settled nothing.
  */
 bool
-toss_judge_recovery(const TossReply *lookup, int64 amount, TossChargeVerdict *v)
+toss_judge_recovery(const TossReply *lookup, const TossExpect *e, TossChargeVerdict *v)
 {
 	memset(v, 0, sizeof(*v));
-	if (judge_found(lookup, amount, NULL, v))
+	keep_raw(lookup, &v->outcome);
+	if (toss_reply_ok(lookup) && toss_json_is_object(lookup->doc))
+	{
+		judge_payment(lookup, e, v);
 		return true;
+	}
 	if (is_not_found_payment(lookup))
 		return false;
-	v->outcome.state = "unknown";
-	v->outcome.http_status = lookup->http.status;
-	v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-	v->ambiguity = psprintf("the lookup by order id gave %s", toss_describe_reply(lookup));
-	v->outcome.failure_message = v->ambiguity;
+	set_unknown(v, psprintf("the lookup by order id gave %s", toss_describe_reply(lookup)));
 	return true;
-}
-
-/*
- * Decide what one charge reply means for the ledger.  An ambiguous reply is
- * settled by looking the order up (a synchronous GET into *lookup).
- */
-void
-toss_judge_charge(const TossEndpoint *ep, const char *order_id, int64 amount,
-				  const TossReply *reply, TossReply *lookup, TossChargeVerdict *v)
-{
-	memset(v, 0, sizeof(*v));
-	if (toss_reply_ok(reply) && toss_json_text(reply->doc, "paymentKey") != NULL)
-		judge_payment(reply, v);
-	else if (reply->is_error)
-	{
-		TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
-		bool		settled = reply->http.status < 500 &&
-			cls != TOSS_CLASS_OUTCOME_UNKNOWN && cls != TOSS_CLASS_ALREADY_PROCESSED;
-
-		if (settled)
-		{
-			v->error = reply;
-			v->outcome.state = "failed";
-			v->outcome.http_status = reply->http.status;
-			v->outcome.failure_class = toss_class_name(cls);
-			v->outcome.failure_code = reply->code;
-			v->outcome.failure_message = reply->message;
-		}
-		else
-			resolve_by_order(ep, order_id, amount, reply, reply->http.status >= 500, lookup, v);
-	}
-	else if (reply->http.failure == TOSS_HTTP_NOT_SENT)
-	{
-		v->outcome.state = "failed";
-		v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
-		v->outcome.failure_code = "CONNECTION_FAILED";
-		v->outcome.failure_message = toss_describe_reply(reply);
-	}
-	else
-		resolve_by_order(ep, order_id, amount, reply, false, lookup, v);
 }
 
 
 /* ---- cancels ---- */
 
-/* A reply that settles a cancel: the Payment after it, or a definitive error. */
-static bool
-cancel_settled(const TossReply *reply)
-{
-	if (toss_reply_ok(reply))
-		return toss_json_text(reply->doc, "paymentKey") != NULL;
-	return reply->is_error && reply->http.status < 500 &&
-		strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0;
-}
-
 /*
- * The outcome of a cancel call: done (the Payment after it), failed (a
- * definitive Toss error; *cls set), or unknown.  Returns whether it settled.
+ * The outcome of a cancel call: done (Toss's Payment after it, verified
+ * against the payment), failed (a definitive Toss error; *cls set), or
+ * unknown.  Returns whether it settled.
  */
 bool
-toss_judge_cancel(const TossReply *reply, TossChargeOutcome *o, TossErrorClass *cls)
+toss_judge_cancel(const TossReply *reply, const TossExpect *e, TossOutcome *o, TossErrorClass *cls)
 {
+	char	   *why = NULL;
+
 	memset(o, 0, sizeof(*o));
-	o->http_status = reply->http.status;
-	if (!cancel_settled(reply))
+	keep_raw(reply, o);
+	if (toss_reply_ok(reply) && toss_json_is_object(reply->doc))
 	{
+		if (toss_verify_payment(reply->doc, e, &why) == TOSS_PAYMENT_APPROVED)
+		{
+			o->state = "done";
+			o->payment_json = reply->http.body;
+			return true;
+		}
 		o->state = "unknown";
 		o->failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-		o->failure_message = toss_describe_reply(reply);
+		o->failure_message = psprintf("toss's answer does not match the payment: %s", why);
 		return false;
 	}
-	if (toss_reply_ok(reply))
+	if (reply->is_error && reply->http.status < 500 &&
+		strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0)
 	{
-		o->state = "done";
-		o->payment_json = reply->http.body;
+		*cls = toss_classify_code(reply->code, reply->http.status, "cancel");
+		set_failed(o, *cls, reply->code, reply->message);
 		return true;
 	}
-	*cls = toss_classify_code(reply->code, reply->http.status);
-	o->state = "failed";
-	o->failure_class = toss_class_name(*cls);
-	o->failure_code = reply->code;
-	o->failure_message = reply->message;
-	return true;
+	o->state = "unknown";
+	o->failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	o->failure_message = toss_describe_reply(reply);
+	return false;
 }

@@ -1,11 +1,12 @@
 /*
- * charge.h — the charge request body and the verdict on a charge reply.
+ * charge.h — the charge request body and the verdicts on Toss's answers.
  */
 #ifndef TOSS_CHARGE_H
 #define TOSS_CHARGE_H
 
 #include "storage.h"
 #include "toss_api.h"
+#include "verify.h"
 
 typedef struct TossChargeRequest
 {
@@ -21,20 +22,21 @@ typedef struct TossChargeRequest
 /* The decision about one charge attempt. */
 typedef struct TossChargeVerdict
 {
-	TossChargeOutcome outcome;
-	const TossReply *payment;	/* the reply holding the Payment, if any */
-	const TossReply *error;		/* the reply holding a definitive error */
+	TossOutcome outcome;		/* attempt_id is the caller's to fill */
+	const TossReply *payment;	/* the answer holding the verified Payment, if any */
+	const TossReply *error;		/* the answer holding a definitive error */
 	char	   *ambiguity;		/* why the outcome is unknown */
-	bool		taken;			/* the order id belongs to another payment */
+	bool		need_lookup;	/* look the order up, then toss_judge_lookup() */
+	bool		duplicated;		/* Toss said the order id was used already */
+	bool		toss_said_failed;	/* Toss itself answered with a 5xx */
 } TossChargeVerdict;
 
 extern char *toss_charge_body(const TossChargeRequest *r);
-extern void toss_judge_charge(const TossEndpoint *ep, const char *order_id, int64 amount,
-							  const TossReply *reply, TossReply *lookup,
+extern void toss_judge_reply(const TossReply *reply, const TossExpect *e, TossChargeVerdict *v);
+extern void toss_judge_lookup(const TossReply *first, const TossReply *lookup, const TossExpect *e,
 							  TossChargeVerdict *v);
-extern bool toss_judge_recovery(const TossReply *lookup, int64 amount,
-								TossChargeVerdict *v);
-extern bool toss_judge_cancel(const TossReply *reply, TossChargeOutcome *o,
+extern bool toss_judge_recovery(const TossReply *lookup, const TossExpect *e, TossChargeVerdict *v);
+extern bool toss_judge_cancel(const TossReply *reply, const TossExpect *e, TossOutcome *o,
 							  TossErrorClass *cls);
 extern const char *toss_class_message(TossErrorClass cls, bool charge);
 extern char *toss_describe_reply(const TossReply *reply);

@@ -1,92 +1,141 @@
 /*
- * errors.c — classification of Toss error codes into toss_billing's error
- * classes (reference §6.4).  Pure functions over static tables: no memory is
- * allocated, no catalog or network access.
+ * errors.c — toss_billing's error classes, and the classification of Toss
+ * error codes into them.  The rules are data: toss_billing.error_codes (code
+ * -> class) and toss_billing.failure_classes (class -> SQLSTATE), read by
+ * toss_load_codes() at the start of every call and run, into a cache of
+ * this process.  The class names are C's (the enum below); the tables say
+ * which code belongs to which and what SQLSTATE a caller gets.  A code the
+ * tables do not know is classified by its HTTP status.
  */
 #include "postgres.h"
 
 #include "errors.h"
+#include "storage.h"
+#include "utils/memutils.h"
 
-typedef struct CodeClass
-{
-	const char *code;
-	TossErrorClass cls;
-} CodeClass;
-
-static const CodeClass known_codes[] = {
-	/* card refusals and card-side limits: dunning, or ask for a new card */
-	{"REJECT_CARD_PAYMENT", TOSS_CLASS_CARD_DECLINED},
-	{"REJECT_CARD_COMPANY", TOSS_CLASS_CARD_DECLINED},
-	{"INVALID_STOPPED_CARD", TOSS_CLASS_CARD_DECLINED},
-	{"INVALID_CARD_EXPIRATION", TOSS_CLASS_CARD_DECLINED},
-	{"INVALID_REJECT_CARD", TOSS_CLASS_CARD_DECLINED},
-	{"INVALID_CARD_LOST_OR_STOLEN", TOSS_CLASS_CARD_DECLINED},
-	{"INVALID_CARD_NUMBER", TOSS_CLASS_CARD_DECLINED},
-	{"NOT_SUPPORTED_CARD_TYPE", TOSS_CLASS_CARD_DECLINED},
-	{"FDS_ERROR", TOSS_CLASS_CARD_DECLINED},
-	{"ALREADY_REMOVED_BILLING_KEY", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_DAILY_PAYMENT_COUNT", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_AMOUNT", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_PAYMENT_AMOUNT", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_ONE_DAY_AMOUNT", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_MONTHLY_PAYMENT_AMOUNT", TOSS_CLASS_CARD_DECLINED},
-	{"EXCEED_MAX_AUTH_COUNT", TOSS_CLASS_CARD_DECLINED},
-	{"NOT_AVAILABLE_PAYMENT", TOSS_CLASS_CARD_DECLINED},
-	/* configuration or integration bugs: do not retry, alert */
-	{"UNAUTHORIZED_KEY", TOSS_CLASS_CONFIGURATION},
-	{"INVALID_API_KEY", TOSS_CLASS_CONFIGURATION},
-	{"INCORRECT_BASIC_AUTH_FORMAT", TOSS_CLASS_CONFIGURATION},
-	{"NOT_SUPPORTED_METHOD", TOSS_CLASS_CONFIGURATION},
-	{"NOT_MATCHES_CUSTOMER_KEY", TOSS_CLASS_CONFIGURATION},
-	{"INSECURE_KEY_USAGE", TOSS_CLASS_CONFIGURATION},
-	{"FORBIDDEN_REQUEST", TOSS_CLASS_CONFIGURATION},
-	{"INVALID_BILL_KEY_REQUEST", TOSS_CLASS_CONFIGURATION},
-	/* transient: retry later (after checking by orderId) */
-	{"PROVIDER_ERROR", TOSS_CLASS_TRANSIENT},
-	{"CARD_PROCESSING_ERROR", TOSS_CLASS_TRANSIENT},
-	{"FAILED_INTERNAL_SYSTEM_PROCESSING", TOSS_CLASS_TRANSIENT},
-	{"FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING", TOSS_CLASS_TRANSIENT},
-	{"UNKNOWN_PAYMENT_ERROR", TOSS_CLASS_TRANSIENT},
-	{"FAILED_CARD_COMPANY_RESPONSE", TOSS_CLASS_TRANSIENT},
-	{"COMMON_ERROR", TOSS_CLASS_TRANSIENT},
-	{"FAILED_DB_PROCESSING", TOSS_CLASS_TRANSIENT},
-	{"FORBIDDEN_CONSECUTIVE_REQUEST", TOSS_CLASS_TRANSIENT},
-	{"IDEMPOTENT_REQUEST_PROCESSING", TOSS_CLASS_OUTCOME_UNKNOWN},
-	/* not found */
-	{"NOT_FOUND_PAYMENT", TOSS_CLASS_NOT_FOUND},
-	{"NOT_FOUND_BILLING", TOSS_CLASS_NOT_FOUND},
-	{"BILLING_KEY_NOT_FOUND", TOSS_CLASS_NOT_FOUND},
-	{"NOT_FOUND", TOSS_CLASS_NOT_FOUND},
-	{"NOT_FOUND_PAYMENT_SESSION", TOSS_CLASS_NOT_FOUND},
-	/* the order was already processed: look it up by orderId */
-	{"DUPLICATED_ORDER_ID", TOSS_CLASS_ALREADY_PROCESSED},
-	{"ALREADY_PROCESSED_PAYMENT", TOSS_CLASS_ALREADY_PROCESSED},
-	/* rejected input */
-	{"INVALID_REQUEST", TOSS_CLASS_INVALID_REQUEST},
-	{"BELOW_MINIMUM_AMOUNT", TOSS_CLASS_INVALID_REQUEST},
-	{"INVALID_BILLING_AUTH", TOSS_CLASS_INVALID_REQUEST},
-	{"INVALID_IDEMPOTENCY_KEY", TOSS_CLASS_INVALID_REQUEST},
-	{"INVALID_CARD_INSTALLMENT_PLAN", TOSS_CLASS_INVALID_REQUEST},
-	{"EXCEED_MAX_CARD_INSTALLMENT_PLAN", TOSS_CLASS_INVALID_REQUEST},
+static const char *const class_names[] = {
+	[TOSS_CLASS_CARD_DECLINED] = "card_declined",
+	[TOSS_CLASS_CONFIGURATION] = "configuration",
+	[TOSS_CLASS_TRANSIENT] = "transient",
+	[TOSS_CLASS_NOT_FOUND] = "not_found",
+	[TOSS_CLASS_INVALID_REQUEST] = "invalid_request",
+	[TOSS_CLASS_OUTCOME_UNKNOWN] = "outcome_unknown",
+	[TOSS_CLASS_ALREADY_PROCESSED] = "already_processed",
+	[TOSS_CLASS_BILLING_KEY_GONE] = "billing_key_gone",
 };
 
+/* The SQLSTATE of each class until the tables are read (and if they lack a class). */
+static const int default_sqlstates[] = {
+	[TOSS_CLASS_CARD_DECLINED] = ERRCODE_TOSS_CARD_DECLINED,
+	[TOSS_CLASS_CONFIGURATION] = ERRCODE_TOSS_CONFIGURATION,
+	[TOSS_CLASS_TRANSIENT] = ERRCODE_TOSS_TRANSIENT,
+	[TOSS_CLASS_NOT_FOUND] = ERRCODE_TOSS_NOT_FOUND,
+	[TOSS_CLASS_INVALID_REQUEST] = ERRCODE_TOSS_INVALID_REQUEST,
+	[TOSS_CLASS_OUTCOME_UNKNOWN] = ERRCODE_TOSS_OUTCOME_UNKNOWN,
+	[TOSS_CLASS_ALREADY_PROCESSED] = ERRCODE_TOSS_ALREADY_PROCESSED,
+	[TOSS_CLASS_BILLING_KEY_GONE] = ERRCODE_TOSS_NOT_FOUND,
+};
+
+StaticAssertDecl(lengthof(class_names) == TOSS_CLASS_COUNT, "a class without a name");
+StaticAssertDecl(lengthof(default_sqlstates) == TOSS_CLASS_COUNT, "a class without a SQLSTATE");
+
+typedef struct CodeRule
+{
+	char	   *code;			/* without a trailing % for a pattern */
+	bool		pattern;
+	char	   *applies_to;
+	TossErrorClass cls;
+} CodeRule;
+
+static CodeRule *rules = NULL;
+static int	nrules = 0;
+static int	sqlstates[TOSS_CLASS_COUNT];
+static MemoryContext codes_cxt = NULL;
+
+TossErrorClass
+toss_class_from_name(const char *name)
+{
+	for (int i = 0; i < TOSS_CLASS_COUNT; i++)
+		if (strcmp(name, class_names[i]) == 0)
+			return (TossErrorClass) i;
+	return TOSS_CLASS_INVALID_REQUEST;
+}
+
+/* (Re)reads the rules from toss_billing's tables; call inside a transaction. */
+void
+toss_load_codes(void)
+{
+	TossCodeRow *codes;
+	TossClassRow *classes;
+	int			ncodes,
+				nclasses;
+	MemoryContext old;
+
+	ncodes = toss_store_codes(&codes);
+	nclasses = toss_store_classes(&classes);
+	if (codes_cxt == NULL)
+		codes_cxt = AllocSetContextCreate(TopMemoryContext, "toss_billing error codes",
+										  ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(codes_cxt);
+	old = MemoryContextSwitchTo(codes_cxt);
+	rules = palloc0(sizeof(CodeRule) * Max(ncodes, 1));
+	for (int i = 0; i < ncodes; i++)
+	{
+		size_t		len = strlen(codes[i].code);
+
+		rules[i].pattern = len > 0 && codes[i].code[len - 1] == '%';
+		rules[i].code = pnstrdup(codes[i].code, rules[i].pattern ? len - 1 : len);
+		rules[i].applies_to = pstrdup(codes[i].applies_to);
+		rules[i].cls = toss_class_from_name(codes[i].cls);
+	}
+	nrules = ncodes;
+	MemoryContextSwitchTo(old);
+	memcpy(sqlstates, default_sqlstates, sizeof(sqlstates));
+	for (int i = 0; i < nclasses; i++)
+	{
+		const char *s = classes[i].sqlstate;
+
+		sqlstates[toss_class_from_name(classes[i].cls)] =
+			MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
+	}
+}
+
 /*
- * Map a Toss error code to a class.  Decide by code, not by HTTP status
- * (PROVIDER_ERROR is a 400 but transient); the status only classifies codes
- * this table does not know.
+ * Map a Toss error code to a class, for an answer to a kind of call
+ * ("charge", "issue", "cancel", "lookup").  Decide by code, not by HTTP
+ * status (PROVIDER_ERROR is a 400 but transient): an exact rule for the
+ * call, else for any call, else the longest matching prefix pattern; only a
+ * code no rule knows is classified by its status.
  */
 TossErrorClass
-toss_classify_code(const char *code, long http_status)
+toss_classify_code(const char *code, long http_status, const char *applies_to)
 {
+	const CodeRule *best = NULL;
+	int			best_rank = 0;
+
 	if (code != NULL)
 	{
-		for (size_t i = 0; i < lengthof(known_codes); i++)
-			if (strcmp(code, known_codes[i].code) == 0)
-				return known_codes[i].cls;
-		if (strncmp(code, "REJECT_", 7) == 0 ||
-			strncmp(code, "INVALID_CARD_", 13) == 0 ||
-			strncmp(code, "EXCEED_MAX_", 11) == 0)
-			return TOSS_CLASS_CARD_DECLINED;
+		for (int i = 0; i < nrules; i++)
+		{
+			const CodeRule *r = &rules[i];
+			bool		for_call = applies_to && strcmp(r->applies_to, applies_to) == 0;
+			int			rank;
+
+			if (!for_call && strcmp(r->applies_to, "any") != 0)
+				continue;
+			if (r->pattern ? strncmp(code, r->code, strlen(r->code)) != 0 : strcmp(code, r->code) != 0)
+				continue;
+			/* exact beats pattern, the call beats any, a longer prefix beats a shorter */
+			rank = (r->pattern ? 0 : 1000000) + (for_call ? 100000 : 0) + (int) strlen(r->code);
+			if (rank > best_rank)
+			{
+				best = r;
+				best_rank = rank;
+			}
+		}
+		if (best)
+			return best->cls;
 	}
 	if (http_status >= 500 || http_status == 429 || http_status == 0)
 		return TOSS_CLASS_TRANSIENT;
@@ -100,46 +149,14 @@ toss_classify_code(const char *code, long http_status)
 int
 toss_class_sqlstate(TossErrorClass cls)
 {
-	switch (cls)
-	{
-		case TOSS_CLASS_CARD_DECLINED:
-			return ERRCODE_TOSS_CARD_DECLINED;
-		case TOSS_CLASS_CONFIGURATION:
-			return ERRCODE_TOSS_CONFIGURATION;
-		case TOSS_CLASS_TRANSIENT:
-			return ERRCODE_TOSS_TRANSIENT;
-		case TOSS_CLASS_NOT_FOUND:
-			return ERRCODE_TOSS_NOT_FOUND;
-		case TOSS_CLASS_INVALID_REQUEST:
-			return ERRCODE_TOSS_INVALID_REQUEST;
-		case TOSS_CLASS_OUTCOME_UNKNOWN:
-			return ERRCODE_TOSS_OUTCOME_UNKNOWN;
-		case TOSS_CLASS_ALREADY_PROCESSED:
-			return ERRCODE_TOSS_ALREADY_PROCESSED;
-	}
-	return ERRCODE_INTERNAL_ERROR;
+	if (rules == NULL)
+		return default_sqlstates[cls];
+	return sqlstates[cls];
 }
 
 /* The class name stored in the ledger's failure_class column. */
 const char *
 toss_class_name(TossErrorClass cls)
 {
-	switch (cls)
-	{
-		case TOSS_CLASS_CARD_DECLINED:
-			return "card_declined";
-		case TOSS_CLASS_CONFIGURATION:
-			return "configuration";
-		case TOSS_CLASS_TRANSIENT:
-			return "transient";
-		case TOSS_CLASS_NOT_FOUND:
-			return "not_found";
-		case TOSS_CLASS_INVALID_REQUEST:
-			return "invalid_request";
-		case TOSS_CLASS_OUTCOME_UNKNOWN:
-			return "outcome_unknown";
-		case TOSS_CLASS_ALREADY_PROCESSED:
-			return "already_processed";
-	}
-	return "unknown";
+	return class_names[cls];
 }

@@ -1,7 +1,8 @@
 /*
  * errors.h — the SQLSTATEs toss_billing raises and how Toss error codes map
- * onto them.  Every Toss failure surfaces as one of these classes; the Toss
- * code and message travel in errdetail, never in errmsg.
+ * onto them (the rules are the tables toss_billing.error_codes and
+ * failure_classes).  Every Toss failure surfaces as one of these classes;
+ * the Toss code and message travel in errdetail, never in errmsg.
  */
 #ifndef TOSS_ERRORS_H
 #define TOSS_ERRORS_H
@@ -25,11 +26,15 @@ typedef enum TossErrorClass
 	TOSS_CLASS_NOT_FOUND,
 	TOSS_CLASS_INVALID_REQUEST,
 	TOSS_CLASS_OUTCOME_UNKNOWN,
-	TOSS_CLASS_ALREADY_PROCESSED
+	TOSS_CLASS_ALREADY_PROCESSED,
+	TOSS_CLASS_BILLING_KEY_GONE,
+	TOSS_CLASS_COUNT
 } TossErrorClass;
 
-extern TossErrorClass toss_classify_code(const char *code, long http_status);
+extern void toss_load_codes(void);
+extern TossErrorClass toss_classify_code(const char *code, long http_status, const char *applies_to);
 extern int	toss_class_sqlstate(TossErrorClass cls);
 extern const char *toss_class_name(TossErrorClass cls);
+extern TossErrorClass toss_class_from_name(const char *name);
 
 #endif

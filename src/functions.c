@@ -179,6 +179,38 @@ raise_job_error(const TossJobResult *r)
 			 r->hint ? errhint("%s", r->hint) : 0));
 }
 
+/*
+ * The row of a verified Payment the worker recorded.  Building it is after
+ * the request left: should it fail, the caller hears TB006, not the error.
+ */
+static Datum
+payment_result(const char *json, TupleDesc tupdesc, const char *what, const char *id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile Datum row = (Datum) 0;
+
+	PG_TRY();
+	{
+		row = toss_payment_datum(json, tupdesc);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_TOSS_OUTCOME_UNKNOWN),
+				 errmsg("the outcome of the %s %s is unknown here", what, id ? id : ""),
+				 errdetail("Toss's answer was recorded, but showing it failed: %s (SQLSTATE %s).",
+						   e->message, unpack_sql_state(e->sqlerrcode)),
+				 errhint("Do not repeat it under a new id; toss_billing.order_status() shows what was recorded.")));
+	}
+	PG_END_TRY();
+	return row;
+}
+
 /* ---- toss_issue_billing_key(customer_key, auth_key, merchant) ---- */
 
 Datum
@@ -265,10 +297,10 @@ toss_charge(PG_FUNCTION_ARGS)
 				 errmsg("order_name must not be empty")));
 	check_max_chars(order_name, "order_name", 100);
 	check_no_control_chars(order_name, "order_name");
-	if (order_id == NULL)
-		order_id = psprintf("tb-%s", toss_random_uuid());
-	check_charset(order_id, "order_id", "-_", 6, 64,
-				  "An order id is 6 to 64 characters of letters, digits, - and _.");
+	/* none given: the worker makes tb<installation tag>-<uuid> */
+	if (order_id != NULL)
+		check_charset(order_id, "order_id", "-_", 6, 64,
+					  "An order id is 6 to 64 characters of letters, digits, - and _.");
 	check_max_chars(email, "customer_email", 100);
 	check_max_chars(name, "customer_name", 100);
 	toss_require_root_key();
@@ -278,7 +310,8 @@ toss_charge(PG_FUNCTION_ARGS)
 	init_job(&job, TOSS_JOB_CHARGE, customer_key);
 	job.amount = amount;
 	job.tax_free_amount = tax_free;
-	copy_field(job.order_id, sizeof(job.order_id), order_id, "order_id");
+	if (order_id != NULL)
+		copy_field(job.order_id, sizeof(job.order_id), order_id, "order_id");
 	copy_field(job.order_name, sizeof(job.order_name), order_name, "order_name");
 	if (email)
 		copy_field(job.customer_email, sizeof(job.customer_email), email, "customer_email");
@@ -290,7 +323,7 @@ toss_charge(PG_FUNCTION_ARGS)
 	toss_run_job(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
-	PG_RETURN_DATUM(toss_payment_datum(result.payload, tupdesc));
+	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge", order_id));
 }
 
 /* ---- toss_cancel(payment, reason, amount) ---- */
@@ -333,7 +366,7 @@ toss_cancel(PG_FUNCTION_ARGS)
 	toss_run_job(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
-	PG_RETURN_DATUM(toss_payment_datum(result.payload, tupdesc));
+	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "cancel of", payment));
 }
 
 /* ---- toss_delete_billing_key(customer_key) ---- */

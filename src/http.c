@@ -41,6 +41,7 @@ typedef struct Collected
 	char	   *data;			/* malloc'd */
 	size_t		len;
 	size_t		cap;
+	size_t		limit;			/* the most the body may hold */
 	bool		too_large;
 } Collected;
 
@@ -52,7 +53,7 @@ collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	Collected  *c = (Collected *) userdata;
 	size_t		n = size * nmemb;
 
-	if (c->len + n > TOSS_HTTP_MAX_RESPONSE_BYTES)
+	if (c->len + n > c->limit)
 	{
 		c->too_large = true;
 		return 0;
@@ -62,7 +63,7 @@ collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 		size_t		newcap = Max(c->cap * 2, c->len + n + 1);
 		char	   *grown;
 
-		newcap = Max(newcap, 4096);
+		newcap = Min(Max(newcap, 4096), c->limit + 1);
 		grown = realloc(c->data, newcap);
 		if (grown == NULL)
 			return 0;
@@ -218,6 +219,8 @@ transfer_create(const TossHttpRequest *req)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory building a toss request")));
+		t->body.limit = req->max_response_bytes > 0 ?
+			Min(req->max_response_bytes, TOSS_HTTP_MAX_RESPONSE_BYTES) : TOSS_HTTP_MAX_RESPONSE_BYTES;
 		set_options(t->h, req, t->headers, &t->body, t->errbuf);
 		curl_easy_setopt(t->h, CURLOPT_PRIVATE, t);
 		INSTR_TIME_SET_CURRENT(t->start);

@@ -23,6 +23,7 @@ typedef struct TossHttpRequest
 	const char *body;			/* JSON, or NULL */
 	int			connect_timeout_ms;
 	int			timeout_ms;
+	size_t		max_response_bytes; /* 0: TOSS_HTTP_MAX_RESPONSE_BYTES */
 } TossHttpRequest;
 
 typedef struct TossHttpResponse

@@ -6,12 +6,18 @@
  * everything (customer, billing key, secret key) and records the attempt
  * before any HTTP call, then commits; the HTTP call runs outside any
  * transaction; an "outcome" transaction records what Toss said.  A crash in
- * between leaves the attempt in_flight/pending, never missing.  (Deleting a
- * key records nothing first: DELETE is idempotent by itself.)
+ * between leaves the attempt in_flight, never missing.  (Deleting a key
+ * records nothing first: DELETE is idempotent by itself.)
+ *
+ * After a request has left, the caller hears only the verified outcome or
+ * TB006 (outcome unknown): any error from then on -- reading the answer,
+ * a cast, a lock, recording -- is caught, the attempt is parked as unknown
+ * (to be settled by looking the order up), and the caller gets TB006 with
+ * the error in DETAIL and the order id in the message.
  *
  * Memory: the worker's job context is current outside transactions; values
  * that must survive a commit are copied there.  The plaintext billing key and
- * the authorization header are wiped as soon as the request is made.
+ * the authorization header are wiped as soon as the answer is read.
  */
 #include "postgres.h"
 
@@ -19,10 +25,16 @@
 #include "charge.h"
 #include "crypto.h"
 #include "errors.h"
+#include "executor/spi.h"
+#include "recorder.h"
 #include "storage.h"
 #include "toss_api.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "worker.h"
+
+/* Toss keeps an Idempotency-Key for 15 days; replay only an hour short of that. */
+#define IDEMPOTENCY_WINDOW_USEC ((int64) (15 * 24 - 1) * 3600 * USECS_PER_SEC)
 
 static void
 begin_tx(void)
@@ -37,6 +49,15 @@ commit_tx(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/* The rules and the installed version, at the start of each job's first transaction. */
+static void
+begin_job_tx(void)
+{
+	begin_tx();
+	toss_store_check_version();
+	toss_load_codes();
 }
 
 static void
@@ -60,9 +81,9 @@ set_error(TossJobResult *r, int sqlerrcode, char *message, char *detail, char *h
 
 /* A definitive Toss error reply as a job error. */
 static void
-set_toss_error(TossJobResult *r, const TossReply *reply, bool charge)
+set_toss_error(TossJobResult *r, const TossReply *reply, const char *applies_to, bool charge)
 {
-	TossErrorClass cls = toss_classify_code(reply->code, reply->http.status);
+	TossErrorClass cls = toss_classify_code(reply->code, reply->http.status, applies_to);
 
 	set_error(r, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, charge)),
 			  psprintf("Toss answered HTTP %ld with code %s: %s", reply->http.status,
@@ -70,30 +91,84 @@ set_toss_error(TossJobResult *r, const TossReply *reply, bool charge)
 			  NULL);
 }
 
+/*
+ * An error after the request left: the caller hears TB006, with the error in
+ * DETAIL, never the error itself.  park: what to mark unknown (run in a
+ * transaction of its own; if even that fails, the attempt's deadline makes
+ * recovery find it).
+ */
+static void
+after_send_error(TossJobResult *result, MemoryContext job_cxt, const char *what, const char *id,
+				 void (*park) (const void *), const void *arg)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(job_cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(job_cxt);
+	if (park)
+	{
+		PG_TRY();
+		{
+			begin_tx();
+			park(arg);
+			commit_tx();
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			ereport(LOG,
+					(errmsg("toss_billing: could not mark %s %s unknown; recovery finds it by its deadline",
+							what, id)));
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(job_cxt);
+	}
+	set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+			  psprintf("the outcome of the %s %s is unknown", what, id),
+			  psprintf("The request was sent to Toss, then this failed: %s (SQLSTATE %s).",
+					   edata->message, unpack_sql_state(edata->sqlerrcode)),
+			  pstrdup("Do not repeat it under a new id: toss_billing resolves it by looking it up at Toss; toss_billing.order_status() tells what happened."));
+}
+
 /* ---------------------------------------------------------------- issue */
 
 static void
 summarize_billing(TossJson *doc, TossCardSummary *c)
 {
-	c->mid = toss_json_text(doc, "mId");
-	c->method = toss_json_text(doc, "method");
-	c->card_company = toss_json_text(doc, "cardCompany");
-	c->issuer_code = toss_json_text(doc, "card.issuerCode");
-	c->acquirer_code = toss_json_text(doc, "card.acquirerCode");
-	c->number = toss_json_text(doc, "card.number");
+#define PEEK(path) (toss_json_peek_text(doc, path) ? pstrdup(toss_json_peek_text(doc, path)) : NULL)
+	c->mid = PEEK("mId");
+	c->method = PEEK("method");
+	c->card_company = PEEK("cardCompany");
+	c->issuer_code = PEEK("card.issuerCode");
+	c->acquirer_code = PEEK("card.acquirerCode");
+	c->number = PEEK("card.number");
 	if (c->number == NULL)
-		c->number = toss_json_text(doc, "cardNumber");
-	c->card_type = toss_json_text(doc, "card.cardType");
-	c->owner_type = toss_json_text(doc, "card.ownerType");
-	c->authenticated_at = toss_json_text(doc, "authenticatedAt");
+		c->number = PEEK("cardNumber");
+	c->card_type = PEEK("card.cardType");
+	c->owner_type = PEEK("card.ownerType");
+	c->authenticated_at = PEEK("authenticatedAt");
+#undef PEEK
 }
 
 static bool
 issue_reply_settles(const TossReply *reply)
 {
-	return toss_reply_ok(reply) ||
+	return (toss_reply_ok(reply) && toss_json_is_object(reply->doc)) ||
 		(reply->is_error && reply->http.status < 500 &&
 		 strcmp(reply->code, "IDEMPOTENT_REQUEST_PROCESSING") != 0);
+}
+
+static int64 issue_row;			/* for park_issue */
+
+static void
+park_issue(const void *arg)
+{
+	toss_store_issue_failure(issue_row, "unknown", NULL,
+							 "the outcome of the issue could not be recorded; ask the customer to register the card again");
 }
 
 static void
@@ -106,10 +181,9 @@ job_issue(const TossJob *job, TossJobResult *result)
 	int64		row_id;
 	TossEndpoint ep;
 	TossReply	reply;
-	char	   *billing_key;
 
 	/* intent: check everything, record the pending key, commit */
-	begin_tx();
+	begin_job_tx();
 	toss_require_root_key();
 	customer_id = toss_store_customer_id(job->customer_key);
 	row_id = toss_store_issue_intent(customer_id, job->merchant, idem);
@@ -117,156 +191,295 @@ job_issue(const TossJob *job, TossJobResult *result)
 	auth = toss_authorization_header(job->merchant);
 	commit_tx();
 	MemoryContextSwitchTo(job_cxt);
+	issue_row = row_id;
 
-	/*
-	 * The call.  A billing key can never be fetched again, so an ambiguous
-	 * reply is replayed once with the same Idempotency-Key: Toss answers a
-	 * replay with the first response instead of issuing twice.
-	 */
-	fill_endpoint(job, &ep, auth);
-	toss_api_issue(&ep, idem, job->auth_key, job->customer_key, &reply);
-	if (!issue_reply_settles(&reply))
+	PG_TRY();
+	{
+		char	   *why = NULL;
+		char	   *billing_key;
+
+		/*
+		 * The call.  A billing key can never be fetched again, so an
+		 * ambiguous reply is replayed once with the same Idempotency-Key:
+		 * Toss answers a replay with the first response instead of issuing
+		 * twice.
+		 */
+		fill_endpoint(job, &ep, auth);
 		toss_api_issue(&ep, idem, job->auth_key, job->customer_key, &reply);
-	toss_wipe_string(auth);
+		if (!issue_reply_settles(&reply))
+			toss_api_issue(&ep, idem, job->auth_key, job->customer_key, &reply);
+		toss_wipe_string(auth);
 
-	begin_tx();
-	if (toss_reply_ok(&reply) &&
-		(billing_key = toss_json_text(reply.doc, "billingKey")) != NULL)
-	{
-		TossCardSummary card;
-		bytea	   *sealed = toss_encrypt_billing_key(billing_key, row_id);
-		bytea	   *hash = toss_hash_billing_key(billing_key);
+		begin_tx();
+		if (toss_reply_ok(&reply) && toss_verify_billing(reply.doc, job->customer_key, &why))
+		{
+			TossCardSummary card;
+			bytea	   *sealed;
+			bytea	   *hash;
 
-		toss_wipe_string(billing_key);
-		explicit_bzero(reply.http.body, reply.http.body_len);
-		summarize_billing(reply.doc, &card);
-		toss_json_wipe(reply.doc);
-		toss_store_issue_success(row_id, customer_id, sealed, &card);
-		toss_store_key_hash(row_id, hash);
-		MemoryContextSwitchTo(job_cxt);
-		result->ok = true;
-		result->payload = toss_store_billing_key_info(row_id);
-	}
-	else if (reply.is_error && issue_reply_settles(&reply))
-	{
-		toss_store_issue_failure(row_id, "failed", reply.code, reply.message);
-		MemoryContextSwitchTo(job_cxt);
-		set_toss_error(result, &reply, false);
-	}
-	else
-	{
-		char	   *what = toss_describe_reply(&reply);
+			billing_key = pstrdup(toss_json_peek_text(reply.doc, "billingKey"));
+			sealed = toss_encrypt_billing_key(billing_key, row_id);
+			hash = toss_hash_billing_key(billing_key);
+			toss_wipe_string(billing_key);
+			summarize_billing(reply.doc, &card);
+			toss_json_wipe(reply.doc);
+			explicit_bzero(reply.http.body, reply.http.body_len);
+			toss_store_issue_success(row_id, customer_id, sealed, &card);
+			toss_store_key_hash(row_id, hash);
+			MemoryContextSwitchTo(job_cxt);
+			result->ok = true;
+			result->payload = toss_store_billing_key_info(row_id);
+		}
+		else if (reply.is_error && issue_reply_settles(&reply))
+		{
+			toss_store_issue_failure(row_id, "failed", reply.code, reply.message);
+			MemoryContextSwitchTo(job_cxt);
+			set_toss_error(result, &reply, "issue", false);
+		}
+		else
+		{
+			char	   *what = why ? psprintf("toss's answer does not match the issuance: %s", why) :
+				toss_describe_reply(&reply);
 
-		toss_store_issue_failure(row_id, "unknown", NULL, what);
-		MemoryContextSwitchTo(job_cxt);
-		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
-				  pstrdup("the outcome of the billing key issue is unknown"),
-				  psprintf("No definitive answer arrived from Toss, even on an idempotent replay (%s).", what),
-				  pstrdup("The billing key row is marked unknown; ask the customer to register the card again."));
+			if (reply.doc)
+				toss_json_wipe(reply.doc);
+			explicit_bzero(reply.http.body, reply.http.body_len);
+			toss_store_issue_failure(row_id, "unknown", NULL, what);
+			MemoryContextSwitchTo(job_cxt);
+			set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+					  pstrdup("the outcome of the billing key issue is unknown"),
+					  psprintf("No verified answer arrived from Toss, even on an idempotent replay (%s).", what),
+					  pstrdup("The billing key row is marked unknown; ask the customer to register the card again."));
+		}
+		commit_tx();
 	}
-	commit_tx();
+	PG_CATCH();
+	{
+		toss_wipe_string(auth);
+		after_send_error(result, job_cxt, "billing key issue for customer", job->customer_key,
+						 park_issue, NULL);
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(job_cxt);
 }
 
 /* --------------------------------------------------------------- charge */
 
+/* The caller's answer from a verdict that was recorded. */
 static void
 charge_result(const TossChargeVerdict *v, const char *order_id, TossJobResult *result)
 {
-	if (strcmp(v->outcome.state, "done") == 0)
+	const TossOutcome *o = &v->outcome;
+
+	if (strcmp(o->state, "done") == 0)
 	{
 		memset(result, 0, sizeof(*result));
 		result->ok = true;
-		result->payload = pstrdup(v->payment->http.body);
+		result->payload = pstrdup(o->payment_json);
 	}
-	else if (v->error)
-		set_toss_error(result, v->error, true);
-	else if (v->taken)
-		set_error(result, ERRCODE_TOSS_ALREADY_PROCESSED,
-				  pstrdup(toss_class_message(TOSS_CLASS_ALREADY_PROCESSED, true)),
-				  psprintf("Order %s is already used at Toss by a payment this attempt did not make. %s",
-						   order_id, v->outcome.failure_message),
-				  pstrdup("Use a new order id; nothing was charged by this attempt."));
-	else if (strcmp(v->outcome.state, "failed") == 0 && v->payment)
+	else if (strcmp(o->state, "failed") == 0)
 	{
-		char	   *code = toss_json_text(v->payment->doc, "failure.code");
-		char	   *msg = toss_json_text(v->payment->doc, "failure.message");
-		TossErrorClass cls = toss_classify_code(code, 400);
+		TossErrorClass cls = toss_class_from_name(o->failure_class);
 
-		set_error(result, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, true)),
-				  psprintf("Toss reports the payment for order %s as failed with code %s: %s",
-						   order_id, code ? code : "(none)", msg ? msg : ""), NULL);
+		if (v->error)
+			set_toss_error(result, v->error, "charge", true);
+		else if (o->failure_code && strcmp(o->failure_code, "CONNECTION_FAILED") == 0)
+			set_error(result, ERRCODE_TOSS_TRANSIENT,
+					  pstrdup("could not reach toss"),
+					  psprintf("The request for order %s was not sent (%s). Nothing was charged.",
+							   order_id, o->failure_message),
+					  pstrdup("Retry with the same order id; the attempt is recorded as failed."));
+		else if (o->failure_code && strcmp(o->failure_code, "NOT_FOUND_AT_TOSS") == 0)
+			set_error(result, ERRCODE_TOSS_TRANSIENT,
+					  psprintf("toss has no record of the charge %s", order_id),
+					  psprintf("%s", o->failure_message),
+					  pstrdup("Call toss_charge again with the same order id to charge it with the customer's current card."));
+		else
+			set_error(result, toss_class_sqlstate(cls), pstrdup(toss_class_message(cls, true)),
+					  psprintf("Toss reports the payment for order %s as failed with code %s: %s",
+							   order_id, o->failure_code ? o->failure_code : "(none)",
+							   o->failure_message ? o->failure_message : ""), NULL);
 	}
-	else if (strcmp(v->outcome.state, "failed") == 0)
-		set_error(result, ERRCODE_TOSS_TRANSIENT,
-				  pstrdup("could not reach toss"),
-				  psprintf("The request for order %s was not sent (%s). Nothing was charged.",
-						   order_id, v->outcome.failure_message),
-				  pstrdup("Retry later; the attempt is recorded as failed."));
 	else
 		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
-				  pstrdup("the outcome of the charge is unknown"),
-				  psprintf("Order %s was sent to Toss but no definitive answer arrived (%s). The ledger row is marked unknown.",
-						   order_id, v->ambiguity),
-				  pstrdup("Do not charge again with a new order id: the attempt is resolved later by looking the order up at Toss."));
+				  psprintf("the outcome of the charge %s is unknown", order_id),
+				  psprintf("Order %s was sent to Toss but no verified answer arrived (%s). The order is marked unknown.",
+						   order_id, v->ambiguity ? v->ambiguity : o->failure_message),
+				  pstrdup("Do not charge again with a new order id: the order is resolved by looking it up at Toss; toss_billing.order_status() tells what happened."));
+}
+
+static int64 charge_attempt;	/* for park_charge */
+static const char *charge_park_error;
+
+static void
+park_charge(const void *arg)
+{
+	SPI_connect();
+	toss_store_park(charge_attempt, charge_park_error ? charge_park_error : "the worker failed after the call");
+	SPI_finish();
+}
+
+/* Records one verdict of an attempt, in a transaction of its own. */
+static void
+record_verdict(int64 attempt_id, TossChargeVerdict *v)
+{
+	v->outcome.attempt_id = attempt_id;
+	begin_tx();
+	SPI_connect();
+	toss_record_outcomes(&v->outcome, 1);
+	SPI_finish();
+	commit_tx();
+}
+
+/*
+ * One attempt that was recorded in_flight: post (or, for an unknown one,
+ * look the order up first, and post the very same request again only if
+ * Toss has no record of it).
+ */
+static void
+charge_attempt_call(const TossJob *job, const TossChargeIntent *in, const char *body,
+					const char *billing_key, TossEndpoint *ep, TossChargeVerdict *v)
+{
+	TossExpect	e = {.order_id = in->order_id, .amount = job->amount, .mid = in->mid};
+	TossReply  *reply = palloc0(sizeof(TossReply));
+	TossReply  *lookup = palloc0(sizeof(TossReply));
+
+	if (strcmp(in->action, "lookup") == 0)
+	{
+		toss_api_payment_by_order(ep, in->order_id, lookup);
+		if (toss_judge_recovery(lookup, &e, v))
+			return;
+		if (!in->may_repost || GetCurrentTimestamp() - in->attempt_created_at >= IDEMPOTENCY_WINDOW_USEC)
+		{
+			/* closed as not sent; the caller's next call posts a new attempt */
+			memset(v, 0, sizeof(*v));
+			v->outcome.state = "failed";
+			v->outcome.http_status = lookup->http.status;
+			v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
+			v->outcome.failure_code = "NOT_FOUND_AT_TOSS";
+			v->outcome.failure_message = in->may_repost ?
+				"Toss has no record of this attempt after its 15-day idempotency window; nothing was charged by it." :
+				"Toss has no record of this attempt, and it is not posted again as it was (its order is held, or the customer's card changed); nothing was charged by it.";
+			return;
+		}
+	}
+	toss_api_charge(ep, in->idempotency_key, billing_key, body, reply);
+	toss_judge_reply(reply, &e, v);
+	if (v->need_lookup)
+	{
+		toss_api_payment_by_order(ep, in->order_id, lookup);
+		toss_judge_lookup(reply, lookup, &e, v);
+	}
 }
 
 static void
 job_charge(const TossJob *job, TossJobResult *result)
 {
 	MemoryContext job_cxt = CurrentMemoryContext;
-	TossBillingKeyRef ref;
-	TossChargeIntent intent = {0};
-	char	   *billing_key;
-	char	   *auth;
-	int64		payment_id;
-	TossEndpoint ep;
-	TossReply	reply,
-				lookup;
+	char	   *volatile order_id = (char *) job->order_id;
 	TossChargeVerdict verdict;
-	TossChargeRequest creq = {
-		.customer_key = job->customer_key,
-		.amount = job->amount,
-		.tax_free_amount = job->tax_free_amount,
-		.order_id = job->order_id,
-		.order_name = job->order_name,
-		.customer_email = job->has_customer_email ? job->customer_email : NULL,
-		.customer_name = job->has_customer_name ? job->customer_name : NULL,
-	};
-	char	   *body = toss_charge_body(&creq);
 
-	/* intent: resolve key and secret first, so nothing is recorded on failure */
-	begin_tx();
-	MemoryContextSwitchTo(job_cxt);
-	toss_store_active_billing_key(job->customer_key, &ref);
-	billing_key = toss_decrypt_billing_key(ref.sealed, ref.billing_key_id);
-	auth = toss_authorization_header(ref.merchant);
-	intent.order_id = job->order_id;
-	intent.order_name = job->order_name;
-	intent.amount = job->amount;
-	intent.tax_free_amount = job->tax_free_amount;
-	intent.customer_email = job->has_customer_email ? job->customer_email : NULL;
-	intent.customer_name = job->has_customer_name ? job->customer_name : NULL;
-	intent.idempotency_key = toss_random_uuid();
-	intent.requested_by = job->requested_by;
-	payment_id = toss_store_charge_intent(&ref, &intent);
-	commit_tx();
-	MemoryContextSwitchTo(job_cxt);
+	memset(&verdict, 0, sizeof(verdict));
+	/* Toss refusing an order id again makes a new order: post once more, under it */
+	for (volatile int round = 0; round < 3; round++)
+	{
+		TossChargeIntent in;
+		char	   *billing_key;
+		char	   *auth;
+		char	   *body;
+		TossEndpoint ep;
+		TossChargeRequest creq = {
+			.customer_key = job->customer_key,
+			.amount = job->amount,
+			.tax_free_amount = job->tax_free_amount,
+			.order_name = job->order_name,
+			.customer_email = job->has_customer_email ? job->customer_email : NULL,
+			.customer_name = job->has_customer_name ? job->customer_name : NULL,
+		};
 
-	fill_endpoint(job, &ep, auth);
-	toss_api_charge(&ep, intent.idempotency_key, billing_key, body, &reply);
-	toss_wipe_string(billing_key);
-	toss_judge_charge(&ep, job->order_id, job->amount, &reply, &lookup, &verdict);
-	toss_wipe_string(auth);
+		/* intent: the order, the key and the secret first; nothing is recorded if one fails */
+		begin_job_tx();
+		MemoryContextSwitchTo(job_cxt);
+		if (order_id[0] == '\0')
+			order_id = psprintf("tb%s-%s", toss_store_order_tag(), toss_random_uuid());
+		toss_store_charge_intent(job->customer_key, job->amount, job->order_name, order_id,
+								 creq.customer_email, creq.customer_name, job->tax_free_amount,
+								 job->requested_by, job->timeout_ms, &in);
+		if (strcmp(in.action, "done") == 0 || strcmp(in.action, "busy") == 0)
+		{
+			commit_tx();
+			MemoryContextSwitchTo(job_cxt);
+			if (strcmp(in.action, "done") == 0)
+			{
+				result->ok = true;
+				result->payload = pstrdup(in.payment_json);
+			}
+			else
+				set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+						  psprintf("the outcome of the charge %s is not known yet", order_id),
+						  psprintf("Another call for order %s is in flight.", order_id),
+						  pstrdup("Ask toss_billing.order_status() shortly; do not charge under a new order id."));
+			return;
+		}
+		billing_key = toss_decrypt_billing_key(in.sealed, in.billing_key_id);
+		auth = toss_authorization_header(in.merchant);
+		commit_tx();
+		MemoryContextSwitchTo(job_cxt);
 
-	begin_tx();
-	toss_store_charge_outcome(payment_id, &verdict.outcome);
-	commit_tx();
-	MemoryContextSwitchTo(job_cxt);
-	charge_result(&verdict, job->order_id, result);
+		creq.order_id = in.order_id;
+		body = toss_charge_body(&creq);
+		charge_attempt = in.attempt_id;
+		charge_park_error = NULL;
+		PG_TRY();
+		{
+			fill_endpoint(job, &ep, auth);
+			charge_attempt_call(job, &in, body, billing_key, &ep, &verdict);
+			toss_wipe_string(billing_key);
+			toss_wipe_string(auth);
+			record_verdict(in.attempt_id, &verdict);
+			MemoryContextSwitchTo(job_cxt);
+		}
+		PG_CATCH();
+		{
+			toss_wipe_string(billing_key);
+			toss_wipe_string(auth);
+			after_send_error(result, job_cxt, "charge", in.order_id, park_charge, NULL);
+			return;
+		}
+		PG_END_TRY();
+		if (!verdict.outcome.reuse_refused)
+		{
+			PG_TRY();
+			{
+				charge_result(&verdict, in.order_id, result);
+			}
+			PG_CATCH();
+			{
+				after_send_error(result, job_cxt, "charge", in.order_id, NULL, NULL);
+			}
+			PG_END_TRY();
+			return;
+		}
+	}
+	set_error(result, ERRCODE_TOSS_TRANSIENT, psprintf("toss refused the order ids of charge %s", order_id),
+			  pstrdup("Toss answered DUPLICATED_ORDER_ID to three order ids of this obligation, each with only a failed payment under it. Nothing was charged."),
+			  pstrdup("Retry later with the same order id."));
 }
 
 /* --------------------------------------------------------------- cancel */
+
+static int64 cancel_row;		/* for park_cancel */
+
+static void
+park_cancel(const void *arg)
+{
+	TossOutcome o = {0};
+
+	o.state = "unknown";
+	o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	o.failure_message = "the outcome of the cancel could not be recorded; the runner replays it with its own Idempotency-Key";
+	toss_store_cancel_outcome(cancel_row, &o);
+}
 
 /*
  * Refund all or part of a payment.  The cancel is recorded (in_flight, with
@@ -282,44 +495,57 @@ job_cancel(const TossJob *job, TossJobResult *result)
 	char	   *auth;
 	TossEndpoint ep;
 	TossReply	reply;
-	TossChargeOutcome o;
+	TossOutcome o;
 	TossErrorClass cls = TOSS_CLASS_TRANSIENT;
 
-	begin_tx();
+	begin_job_tx();
 	MemoryContextSwitchTo(job_cxt);
 	toss_store_cancel_intent(job->payment, job->reason, job->has_amount, job->amount,
-							 job->requested_by, &in);
+							 job->requested_by, job->timeout_ms, &in);
 	auth = toss_authorization_header(in.merchant);
 	commit_tx();
 	MemoryContextSwitchTo(job_cxt);
+	cancel_row = in.cancel_id;
 
-	fill_endpoint(job, &ep, auth);
-	toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
-	if (!toss_judge_cancel(&reply, &o, &cls))
+	PG_TRY();
 	{
+		TossExpect	e = {.order_id = in.order_id, .amount = in.total_amount, .mid = in.mid,
+		.payment_key = in.payment_key};
+
+		fill_endpoint(job, &ep, auth);
 		toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
-		toss_judge_cancel(&reply, &o, &cls);
-	}
-	toss_wipe_string(auth);
+		if (!toss_judge_cancel(&reply, &e, &o, &cls))
+		{
+			toss_api_cancel(&ep, in.idempotency_key, in.payment_key, job->reason, in.full, in.amount, &reply);
+			toss_judge_cancel(&reply, &e, &o, &cls);
+		}
+		toss_wipe_string(auth);
 
-	if (strcmp(o.state, "done") == 0)
-	{
-		result->ok = true;
-		result->payload = reply.http.body;
+		if (strcmp(o.state, "done") == 0)
+		{
+			result->ok = true;
+			result->payload = reply.http.body;
+		}
+		else if (strcmp(o.state, "failed") == 0)
+			set_error(result, toss_class_sqlstate(cls), pstrdup("toss refused the cancel"),
+					  psprintf("Toss answered HTTP %ld with code %s: %s", reply.http.status,
+							   reply.code, reply.message ? reply.message : ""), NULL);
+		else
+			set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+					  psprintf("the outcome of the cancel of %s is unknown", in.order_id),
+					  psprintf("No verified answer arrived from Toss, even on an idempotent replay (%s).",
+							   o.failure_message),
+					  pstrdup("The cancel is recorded as unknown; the runner replays it with the same Idempotency-Key."));
+		begin_tx();
+		toss_store_cancel_outcome(in.cancel_id, &o);
+		commit_tx();
 	}
-	else if (strcmp(o.state, "failed") == 0)
-		set_error(result, toss_class_sqlstate(cls), pstrdup("toss refused the cancel"),
-				  psprintf("Toss answered HTTP %ld with code %s: %s", reply.http.status,
-						   reply.code, reply.message ? reply.message : ""), NULL);
-	else
-		set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
-				  pstrdup("the outcome of the cancel is unknown"),
-				  psprintf("No definitive answer arrived from Toss, even on an idempotent replay (%s).",
-						   o.failure_message),
-				  pstrdup("The cancel is recorded as unknown; the runner replays it with the same Idempotency-Key."));
-	begin_tx();
-	toss_store_cancel_outcome(in.cancel_id, &o);
-	commit_tx();
+	PG_CATCH();
+	{
+		toss_wipe_string(auth);
+		after_send_error(result, job_cxt, "cancel of", in.order_id, park_cancel, NULL);
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(job_cxt);
 }
 
@@ -348,9 +574,8 @@ job_delete_key(const TossJob *job, TossJobResult *result)
 	char	   *auth;
 	TossEndpoint ep;
 	TossReply	reply;
-	bool		ok;
 
-	begin_tx();
+	begin_job_tx();
 	MemoryContextSwitchTo(job_cxt);
 	toss_store_delete_intent(job->customer_key, &ref);
 	billing_key = toss_decrypt_billing_key(ref.sealed, ref.billing_key_id);
@@ -358,34 +583,48 @@ job_delete_key(const TossJob *job, TossJobResult *result)
 	commit_tx();
 	MemoryContextSwitchTo(job_cxt);
 
-	fill_endpoint(job, &ep, auth);
-	toss_api_delete_billing_key(&ep, billing_key, &reply);
-	if (!(reply.http.failure == TOSS_HTTP_OK && reply.http.status < 500))
-		toss_api_delete_billing_key(&ep, billing_key, &reply);
-	toss_wipe_string(billing_key);
-	toss_wipe_string(auth);
-
-	ok = (reply.http.failure == TOSS_HTTP_OK && reply.http.status >= 200 &&
-		  reply.http.status < 300) || already_gone(&reply);
-	if (!ok)
+	PG_TRY();
 	{
-		if (reply.is_error && reply.http.status < 500)
-			set_toss_error(result, &reply, false);
+		bool		ok;
+
+		fill_endpoint(job, &ep, auth);
+		toss_api_delete_billing_key(&ep, billing_key, &reply);
+		if (!(reply.http.failure == TOSS_HTTP_OK && reply.http.status < 500))
+			toss_api_delete_billing_key(&ep, billing_key, &reply);
+		toss_wipe_string(billing_key);
+		toss_wipe_string(auth);
+
+		ok = (reply.http.failure == TOSS_HTTP_OK && reply.http.status >= 200 &&
+			  reply.http.status < 300) || already_gone(&reply);
+		if (!ok)
+		{
+			if (reply.is_error && reply.http.status < 500)
+				set_toss_error(result, &reply, "any", false);
+			else
+				set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+						  pstrdup("the outcome of the billing key deletion is unknown"),
+						  psprintf("No definitive answer arrived from Toss (%s). The key stays active.",
+								   toss_describe_reply(&reply)),
+						  pstrdup("Call toss_billing.toss_delete_billing_key() again: deleting is idempotent."));
+		}
 		else
-			set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
-					  pstrdup("the outcome of the billing key deletion is unknown"),
-					  psprintf("No definitive answer arrived from Toss (%s). The key stays active.",
-							   toss_describe_reply(&reply)),
-					  pstrdup("Call toss_billing.toss_delete_billing_key() again: deleting is idempotent."));
-		return;
+		{
+			begin_tx();
+			toss_store_key_deleted(ref.billing_key_id,
+								   already_gone(&reply) ? "already removed at Toss" : "deleted at the merchant's request");
+			MemoryContextSwitchTo(job_cxt);
+			result->ok = true;
+			result->payload = toss_store_billing_key_info(ref.billing_key_id);
+			commit_tx();
+		}
 	}
-	begin_tx();
-	toss_store_key_deleted(ref.billing_key_id,
-						   already_gone(&reply) ? "already removed at Toss" : "deleted at the merchant's request");
-	MemoryContextSwitchTo(job_cxt);
-	result->ok = true;
-	result->payload = toss_store_billing_key_info(ref.billing_key_id);
-	commit_tx();
+	PG_CATCH();
+	{
+		toss_wipe_string(billing_key);
+		toss_wipe_string(auth);
+		after_send_error(result, job_cxt, "billing key deletion for customer", job->customer_key, NULL, NULL);
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(job_cxt);
 }
 

@@ -88,7 +88,10 @@ toss_json_is_array(TossJson *doc)
 	return doc != NULL && cJSON_IsArray(doc->root);
 }
 
-/* Follow a dot-separated path of object keys; NULL if absent. */
+/*
+ * Follow a dot-separated path: object keys, or decimal indexes into arrays
+ * ("cancels.0.cancelAmount").  NULL if absent.
+ */
 static cJSON *
 lookup(TossJson *doc, const char *path)
 {
@@ -99,16 +102,79 @@ lookup(TossJson *doc, const char *path)
 	{
 		size_t		n = strcspn(path, ".");
 
-		if (n >= sizeof(key) || !cJSON_IsObject(node))
+		if (n >= sizeof(key))
 			return NULL;
 		memcpy(key, path, n);
 		key[n] = '\0';
-		node = cJSON_GetObjectItemCaseSensitive(node, key);
+		if (cJSON_IsObject(node))
+			node = cJSON_GetObjectItemCaseSensitive(node, key);
+		else if (cJSON_IsArray(node) && n > 0 && strspn(key, "0123456789") == n && n < 9)
+			node = cJSON_GetArrayItem(node, atoi(key));
+		else
+			return NULL;
 		path += n;
 		if (*path == '.')
 			path++;
 	}
 	return node;
+}
+
+/* What the value at path is, without raising. */
+TossJsonType
+toss_json_type(TossJson *doc, const char *path)
+{
+	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+
+	if (n == NULL)
+		return TOSS_JSON_ABSENT;
+	if (cJSON_IsNull(n))
+		return TOSS_JSON_NULL;
+	if (cJSON_IsString(n))
+		return TOSS_JSON_TEXT;
+	if (cJSON_IsNumber(n))
+	{
+		double		d = n->valuedouble;
+
+		return (isfinite(d) && floor(d) == d && fabs(d) <= 9007199254740992.0) ?
+			TOSS_JSON_INTEGER : TOSS_JSON_NUMBER;
+	}
+	if (cJSON_IsBool(n))
+		return TOSS_JSON_BOOLEAN;
+	if (cJSON_IsObject(n))
+		return TOSS_JSON_OBJECT;
+	if (cJSON_IsArray(n))
+		return TOSS_JSON_ARRAY;
+	return TOSS_JSON_NUMBER;
+}
+
+/* The number of items of the array at path (0 if it is not an array). */
+int
+toss_json_array_size(TossJson *doc, const char *path)
+{
+	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+
+	return cJSON_IsArray(n) ? cJSON_GetArraySize(n) : 0;
+}
+
+/* The string at path, unless it is absent or not a string: NULL then.  Never raises. */
+const char *
+toss_json_peek_text(TossJson *doc, const char *path)
+{
+	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+
+	return cJSON_IsString(n) ? n->valuestring : NULL;
+}
+
+/* The integer at path, if it is one.  Never raises. */
+bool
+toss_json_peek_int64(TossJson *doc, const char *path, int64 *out)
+{
+	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+
+	if (toss_json_type(doc, path) != TOSS_JSON_INTEGER)
+		return false;
+	*out = (int64) n->valuedouble;
+	return true;
 }
 
 static void

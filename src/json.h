@@ -13,6 +13,18 @@ typedef enum TossJsonKind
 	TOSS_JSON_INT64
 } TossJsonKind;
 
+typedef enum TossJsonType
+{
+	TOSS_JSON_ABSENT,
+	TOSS_JSON_NULL,
+	TOSS_JSON_TEXT,
+	TOSS_JSON_INTEGER,			/* integral, |n| <= 2^53 */
+	TOSS_JSON_NUMBER,			/* any other number */
+	TOSS_JSON_BOOLEAN,
+	TOSS_JSON_OBJECT,
+	TOSS_JSON_ARRAY
+} TossJsonType;
+
 typedef struct TossJsonField
 {
 	const char *key;
@@ -32,5 +44,9 @@ extern char *toss_json_array_item(TossJson *doc, int i);
 extern char *toss_json_array_item_text(TossJson *doc, int i, const char *key);
 extern char *toss_json_build(const TossJsonField *fields, int nfields);
 extern void toss_json_wipe(TossJson *doc);
+extern TossJsonType toss_json_type(TossJson *doc, const char *path);
+extern int	toss_json_array_size(TossJson *doc, const char *path);
+extern const char *toss_json_peek_text(TossJson *doc, const char *path);
+extern bool toss_json_peek_int64(TossJson *doc, const char *path, int64 *out);
 
 #endif

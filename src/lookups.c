@@ -40,6 +40,8 @@ PG_FUNCTION_INFO_V1(toss_backfill_key_hashes);
 static void
 endpoint_for(const char *merchant, TossEndpoint *ep)
 {
+	toss_store_check_version();
+	toss_load_codes();
 	ep->api_url = toss_api_base_url();
 	ep->authorization = toss_authorization_header(merchant);
 	ep->connect_timeout_ms = toss_connect_timeout_ms;
@@ -58,10 +60,10 @@ require_ok(const TossReply *reply, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_TOSS_TRANSIENT),
 				 errmsg("could not %s", what),
-				 errdetail("%s", reply->http.failure == TOSS_HTTP_OK ?
-						   "Toss answered with a body that is not a Toss response." :
-						   reply->http.error)));
-	cls = toss_classify_code(reply->code, reply->http.status);
+				 errdetail("%s", reply->http.failure != TOSS_HTTP_OK ? reply->http.error :
+						   reply->unsafe ? reply->unsafe :
+						   "Toss answered with a body that is not a Toss response.")));
+	cls = toss_classify_code(reply->code, reply->http.status, "lookup");
 	ereport(ERROR,
 			(errcode(toss_class_sqlstate(cls)),
 			 errmsg("could not %s", what),

@@ -77,7 +77,7 @@ struct TossRecorder
 /* ---- recording (either side) ---- */
 
 static Datum
-text_array(const TossOutcomeRow *rows, int n, size_t field)
+text_array(const TossOutcome *rows, int n, size_t field)
 {
 	Datum	   *elems = palloc0(sizeof(Datum) * n);
 	bool	   *nulls = palloc0(sizeof(bool) * n);
@@ -96,29 +96,123 @@ text_array(const TossOutcomeRow *rows, int n, size_t field)
 											  TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-void
-toss_record_outcomes(const TossOutcomeRow *rows, int n)
+static Datum
+raw_array(const TossOutcome *rows, int n)
 {
-	Oid			types[7] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[7];
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *statuses = palloc(sizeof(Datum) * n);
+	Datum	   *elems = palloc0(sizeof(Datum) * n);
+	bool	   *nulls = palloc0(sizeof(bool) * n);
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 
 	for (int i = 0; i < n; i++)
 	{
-		ids[i] = Int64GetDatum(rows[i].payment_id);
-		statuses[i] = Int32GetDatum(rows[i].http_status);
+		nulls[i] = rows[i].raw == NULL;
+		if (!nulls[i])
+		{
+			bytea	   *b = palloc(VARHDRSZ + rows[i].raw_len);
+
+			SET_VARSIZE(b, VARHDRSZ + rows[i].raw_len);
+			memcpy(VARDATA(b), rows[i].raw, rows[i].raw_len);
+			elems[i] = PointerGetDatum(b);
+		}
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  BYTEAOID, -1, false, TYPALIGN_INT));
+}
+
+/* One call of toss_billing._record_outcomes for rows. */
+static void
+record_batch(const TossOutcome *rows, int n)
+{
+	Oid			types[10] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, BYTEAARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
+	Datum		values[10];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *statuses = palloc(sizeof(Datum) * n);
+	Datum	   *refused = palloc(sizeof(Datum) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(rows[i].attempt_id);
+		statuses[i] = Int32GetDatum((int32) rows[i].http_status);
+		refused[i] = BoolGetDatum(rows[i].reuse_refused);
 	}
 	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = text_array(rows, n, offsetof(TossOutcomeRow, state));
+	values[1] = text_array(rows, n, offsetof(TossOutcome, state));
 	values[2] = PointerGetDatum(construct_md_array(statuses, NULL, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = text_array(rows, n, offsetof(TossOutcomeRow, failure_class));
-	values[4] = text_array(rows, n, offsetof(TossOutcomeRow, failure_code));
-	values[5] = text_array(rows, n, offsetof(TossOutcomeRow, failure_message));
-	values[6] = text_array(rows, n, offsetof(TossOutcomeRow, payment_json));
+	values[3] = text_array(rows, n, offsetof(TossOutcome, failure_class));
+	values[4] = text_array(rows, n, offsetof(TossOutcome, failure_code));
+	values[5] = text_array(rows, n, offsetof(TossOutcome, failure_message));
+	values[6] = raw_array(rows, n);
+	values[7] = text_array(rows, n, offsetof(TossOutcome, payment_json));
+	values[8] = text_array(rows, n, offsetof(TossOutcome, hold));
+	values[9] = PointerGetDatum(construct_md_array(refused, NULL, 1, dims, lbs, BOOLOID, 1, true, TYPALIGN_CHAR));
+
+	if (toss_spi_execute("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7, "
+						 "$8::pg_catalog.jsonb[], $9, $10)",
+						 10, types, values, NULL, false) != SPI_OK_SELECT)
+		elog(ERROR, "toss_billing._record_outcomes failed");
+}
+
+static bool
+is_retryable(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
+}
+
+/*
+ * Runs what(rows, n) in a subtransaction; returns NULL if it committed,
+ * else the error (copied into the caller's context), after rolling the
+ * subtransaction back.
+ */
+static ErrorData *
+in_subtransaction(void (*what) (const TossOutcome *, int), const TossOutcome *rows, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		what(rows, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+static const char *park_error;
+
+static void
+park_one(const TossOutcome *rows, int n)
+{
+	toss_store_park(rows[0].attempt_id, park_error);
+}
+
+/*
+ * Records rows: the batch at once (taken again after a deadlock or
+ * serialization failure with another session, up to RECORDER_TRIES times:
+ * recording twice changes nothing); if it fails otherwise, each row alone;
+ * a row that still fails is parked with its error (its attempt unknown, to
+ * be looked up again), so that one bad answer never stops the others.
+ */
+void
+toss_record_outcomes(const TossOutcome *rows, int n)
+{
+	ErrorData  *e = NULL;
 
 	/*
 	 * The outcome commit need not wait for its WAL flush: if a crash loses
@@ -128,9 +222,39 @@ toss_record_outcomes(const TossOutcomeRow *rows, int n)
 	 */
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
-	if (toss_spi_execute("SELECT toss_billing._record_outcomes($1, $2, $3, $4, $5, $6, $7::pg_catalog.jsonb[])",
-						 7, types, values, NULL, false) != SPI_OK_SELECT)
-		elog(ERROR, "toss_billing._record_outcomes failed");
+	for (int attempt = 1; attempt <= RECORDER_TRIES; attempt++)
+	{
+		if (e)
+			FreeErrorData(e);
+		e = in_subtransaction(record_batch, rows, n);
+		if (e == NULL)
+			return;
+		if (!is_retryable(e->sqlerrcode))
+			break;
+		ereport(LOG,
+				(errmsg("toss_billing: %s; recording the batch of %d again", e->message, n)));
+		pg_usleep(10000L * attempt);
+	}
+	if (n > 1)
+		ereport(LOG,
+				(errmsg("toss_billing: a batch of %d outcomes could not be recorded (%s); recording them one by one",
+						n, e->message)));
+	for (int i = 0; i < n; i++)
+	{
+		ErrorData  *row_error = n > 1 ? in_subtransaction(record_batch, &rows[i], 1) : e;
+
+		if (row_error == NULL)
+			continue;
+		park_error = psprintf("%s (SQLSTATE %s)", row_error->message, unpack_sql_state(row_error->sqlerrcode));
+		ereport(WARNING,
+				(errmsg("toss_billing: the outcome of attempt " INT64_FORMAT " could not be recorded; it is parked",
+						rows[i].attempt_id),
+				 errdetail("%s", park_error)));
+		if (in_subtransaction(park_one, &rows[i], 1) != NULL)
+			ereport(WARNING,
+					(errmsg("toss_billing: attempt " INT64_FORMAT " could not be parked either; it stays in flight for recovery",
+							rows[i].attempt_id)));
+	}
 }
 
 /* ---- messages: one outcome each ---- */
@@ -150,34 +274,64 @@ get_nullable(StringInfo buf)
 }
 
 static void
-encode_row(StringInfo buf, const TossOutcomeRow *row)
+encode_row(StringInfo buf, const TossOutcome *row)
 {
 	resetStringInfo(buf);
-	pq_sendint64(buf, row->payment_id);
-	pq_sendint32(buf, row->http_status);
+	pq_sendint64(buf, row->attempt_id);
+	pq_sendint32(buf, (int32) row->http_status);
 	pq_sendstring(buf, row->state);
 	send_nullable(buf, row->failure_class);
 	send_nullable(buf, row->failure_code);
 	send_nullable(buf, row->failure_message);
-	send_nullable(buf, row->payment_json);
+	/* a verified Payment is usually the answer itself: send it once */
+	if (row->payment_json != NULL && row->payment_json == row->raw)
+		pq_sendbyte(buf, 2);
+	else
+		send_nullable(buf, row->payment_json);
+	send_nullable(buf, row->hold);
+	pq_sendbyte(buf, row->reuse_refused);
+	pq_sendbyte(buf, row->raw != NULL);
+	if (row->raw != NULL)
+	{
+		pq_sendint32(buf, (int32) row->raw_len);
+		pq_sendbytes(buf, row->raw, row->raw_len);
+	}
 }
 
 static void
-decode_row(const char *data, Size len, TossOutcomeRow *row)
+decode_row(const char *data, Size len, TossOutcome *row)
 {
 	StringInfoData buf;
+	int			payment;
 
 	buf.data = (char *) data;
 	buf.len = len;
 	buf.maxlen = len;
 	buf.cursor = 0;
-	row->payment_id = pq_getmsgint64(&buf);
+	memset(row, 0, sizeof(*row));
+	row->attempt_id = pq_getmsgint64(&buf);
 	row->http_status = pq_getmsgint(&buf, 4);
 	row->state = pstrdup(pq_getmsgstring(&buf));
 	row->failure_class = get_nullable(&buf);
 	row->failure_code = get_nullable(&buf);
 	row->failure_message = get_nullable(&buf);
-	row->payment_json = get_nullable(&buf);
+	payment = pq_getmsgbyte(&buf);
+	if (payment == 1)
+		row->payment_json = pstrdup(pq_getmsgstring(&buf));
+	row->hold = get_nullable(&buf);
+	row->reuse_refused = pq_getmsgbyte(&buf) != 0;
+	if (pq_getmsgbyte(&buf))
+	{
+		int			n = pq_getmsgint(&buf, 4);
+		char	   *raw = palloc(n + 1);
+
+		memcpy(raw, pq_getmsgbytes(&buf, n), n);
+		raw[n] = '\0';
+		row->raw = raw;
+		row->raw_len = n;
+	}
+	if (payment == 2)
+		row->payment_json = row->raw;
 	pq_getmsgend(&buf);
 }
 
@@ -256,7 +410,7 @@ recorder_stopped(void)
 
 /* Hands rows to the recorder; waits (interruptibly) only if its queue is full. */
 void
-toss_recorder_send(TossRecorder *rec, const TossOutcomeRow *rows, int n)
+toss_recorder_send(TossRecorder *rec, const TossOutcome *rows, int n)
 {
 	StringInfoData buf;
 
@@ -312,7 +466,7 @@ toss_recorder_finish(TossRecorder *rec)
 /* ---- the recorder (background worker) ---- */
 
 static void
-commit_batch(RecorderShared *shared, const TossOutcomeRow *rows, int n)
+commit_batch(RecorderShared *shared, const TossOutcome *rows, int n)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -328,52 +482,11 @@ commit_batch(RecorderShared *shared, const TossOutcomeRow *rows, int n)
 }
 
 /*
- * Commits a batch, taking it again after a deadlock or serialization
- * failure (another session's locks, say): recording twice changes nothing.
- */
-static void
-commit_batch_retrying(RecorderShared *shared, const TossOutcomeRow *rows, int n)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int attempt = 0;
-
-	for (;;)
-	{
-		ErrorData  *volatile edata = NULL;
-
-		attempt++;
-		PG_TRY();
-		{
-			commit_batch(shared, rows, n);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			if (attempt >= RECORDER_TRIES ||
-				(edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
-				 edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE))
-				PG_RE_THROW();
-			FlushErrorState();
-			AbortCurrentTransaction();
-		}
-		PG_END_TRY();
-		if (edata == NULL)
-			return;
-		ereport(LOG,
-				(errmsg("toss_billing outcome recorder: %s; recording the batch of %d again", edata->message, n)));
-		FreeErrorData(edata);
-		MemoryContextSwitchTo(cxt);
-		pg_usleep(10000L * attempt);
-	}
-}
-
-/*
  * Takes what has arrived, up to RECORDER_BATCH_MAX rows, waiting only for
  * the first; returns false once the runner has detached and all is taken.
  */
 static bool
-receive_batch(shm_mq_handle *mqh, TossOutcomeRow *rows, int *n)
+receive_batch(shm_mq_handle *mqh, TossOutcome *rows, int *n)
 {
 	*n = 0;
 	while (*n < RECORDER_BATCH_MAX)
@@ -400,7 +513,7 @@ toss_billing_recorder_main(Datum main_arg)
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
 	MemoryContext batch_cxt;
-	TossOutcomeRow *rows;
+	TossOutcome *rows;
 	bool		more = true;
 
 	toc = toss_worker_attach(main_arg, RECORDER_MAGIC, "toss_billing outcome recorder", &seg);
@@ -413,7 +526,7 @@ toss_billing_recorder_main(Datum main_arg)
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "toss_billing outcome batch",
 									  ALLOCSET_DEFAULT_SIZES);
-	rows = MemoryContextAlloc(TopMemoryContext, sizeof(TossOutcomeRow) * RECORDER_BATCH_MAX);
+	rows = MemoryContextAlloc(TopMemoryContext, sizeof(TossOutcome) * RECORDER_BATCH_MAX);
 	while (more)
 	{
 		int			n;
@@ -422,7 +535,7 @@ toss_billing_recorder_main(Datum main_arg)
 		MemoryContextSwitchTo(batch_cxt);
 		more = receive_batch(mqh, rows, &n);
 		if (n > 0)
-			commit_batch_retrying(shared, rows, n);
+			commit_batch(shared, rows, n);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(batch_cxt);
 	}

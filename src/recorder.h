@@ -5,22 +5,15 @@
 #ifndef TOSS_RECORDER_H
 #define TOSS_RECORDER_H
 
-/* One judged attempt, as toss_billing._record_outcomes takes it. */
-typedef struct TossOutcomeRow
-{
-	int64		payment_id;
-	int32		http_status;
-	const char *state;			/* done, failed, unknown */
-	const char *failure_class;
-	const char *failure_code;
-	const char *failure_message;
-	const char *payment_json;
-} TossOutcomeRow;
+#include "storage.h"
 
 typedef struct TossRecorder TossRecorder;
 
-/* Records rows through SPI in the current transaction (SPI connected). */
-extern void toss_record_outcomes(const TossOutcomeRow *rows, int n);
+/*
+ * Records rows through SPI in the current transaction (SPI connected): the
+ * batch, and if it fails, row by row; a row that still fails is parked.
+ */
+extern void toss_record_outcomes(const TossOutcome *rows, int n);
 
 /*
  * The outcome recorder.  start returns NULL when it is switched off
@@ -31,7 +24,7 @@ extern void toss_record_outcomes(const TossOutcomeRow *rows, int n);
  * sent and exits.
  */
 extern TossRecorder *toss_recorder_start(void);
-extern void toss_recorder_send(TossRecorder *rec, const TossOutcomeRow *rows, int n);
+extern void toss_recorder_send(TossRecorder *rec, const TossOutcome *rows, int n);
 extern uint64 toss_recorder_pending(TossRecorder *rec);
 extern uint64 toss_recorder_recorded(TossRecorder *rec);
 extern void toss_recorder_wait(TossRecorder *rec, int timeout_ms);

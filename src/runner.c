@@ -41,6 +41,7 @@
 
 #include "charge.h"
 #include "crypto.h"
+#include "verify.h"
 #include "recorder.h"
 #include "storage.h"
 #include "errors.h"
@@ -59,25 +60,28 @@ PG_FUNCTION_INFO_V1(toss_run_due);
 typedef enum ItemPhase
 {
 	PHASE_CHARGE,				/* a new attempt: POST */
-	PHASE_LOOKUP,				/* an unknown attempt: GET by order id */
-	PHASE_REPOST				/* Toss has no record: POST again, same key */
+	PHASE_LOOKUP,				/* its answer settled nothing: GET by order id */
+	PHASE_RECOVER,				/* an unknown attempt: GET by order id */
+	PHASE_REPOST,				/* Toss has no record of it: POST again, same key */
+	PHASE_DONE					/* judged (or never sent): only its outcome is left */
 } ItemPhase;
 
 /* One claimed attempt, from claim to committed outcome. */
 typedef struct RunItem
 {
 	MemoryContext cxt;
+	MemoryContextCallback wipe_cb;
 	ItemPhase	phase;
 	TimestampTz created_at;		/* recovery: when the attempt was recorded */
-	int64		payment_id;
-	char	   *order_id;
-	int64		amount;
+	bool		may_repost;		/* recovery: the order is still owed as it was */
+	int64		attempt_id;
+	TossExpect	expect;			/* what Toss's answer must match */
 	char	   *idempotency_key;
 	const char *authorization;	/* shared per merchant */
-	char	   *url;			/* holds the billing key until sent */
+	char	   *billing_key;	/* plaintext: wiped when the item goes */
 	char	   *body;			/* must live until the transfer ends */
-	TossReply	reply;
-	TossReply	lookup;
+	TossReply	reply;			/* the POST's answer */
+	TossReply	lookup;			/* the lookup's */
 	TossChargeVerdict verdict;
 	dlist_node	node;
 } RunItem;
@@ -85,7 +89,8 @@ typedef struct RunItem
 typedef struct MerchantAuth
 {
 	char	   *merchant;
-	char	   *authorization;
+	char	   *authorization;	/* NULL when the secret key could not be read */
+	char	   *problem;		/* then: why */
 } MerchantAuth;
 
 typedef struct Runner
@@ -148,8 +153,20 @@ wipe_auths(void *arg)
 		toss_wipe_string(((MerchantAuth *) lfirst(lc))->authorization);
 }
 
-/* The authorization header of a merchant, read from the key file once per run. */
-static const char *
+static void
+wipe_item(void *arg)
+{
+	RunItem    *it = (RunItem *) arg;
+
+	toss_wipe_string(it->billing_key);
+}
+
+/*
+ * The authorization header of a merchant, read from the key file once per
+ * run.  A merchant whose key cannot be read is remembered too: its rows
+ * fail alone (see make_item), the others go on.
+ */
+static MerchantAuth *
 merchant_auth(Runner *r, const char *merchant)
 {
 	ListCell   *lc;
@@ -160,15 +177,28 @@ merchant_auth(Runner *r, const char *merchant)
 	{
 		a = lfirst(lc);
 		if (strcmp(a->merchant, merchant) == 0)
-			return a->authorization;
+			return a;
 	}
 	old = MemoryContextSwitchTo(r->cxt);
-	a = palloc(sizeof(MerchantAuth));
+	a = palloc0(sizeof(MerchantAuth));
 	a->merchant = pstrdup(merchant);
-	a->authorization = toss_authorization_header(merchant);
+	PG_TRY();
+	{
+		a->authorization = toss_authorization_header(merchant);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(r->cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		a->problem = e->detail ? psprintf("%s: %s", e->message, e->detail) : e->message;
+	}
+	PG_END_TRY();
 	r->auths = lappend(r->auths, a);
 	MemoryContextSwitchTo(old);
-	return a->authorization;
+	return a;
 }
 
 static char *
@@ -186,9 +216,29 @@ col_int8(HeapTuple tup, TupleDesc desc, int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-/* Build one item from a claimed row: decrypt, URL, body. */
+/* An item that will not be sent: it failed alone, as configuration. */
+static void
+fail_item(RunItem *it, const char *code, const char *message)
+{
+	it->phase = PHASE_DONE;
+	memset(&it->verdict, 0, sizeof(it->verdict));
+	it->verdict.outcome.state = "failed";
+	it->verdict.outcome.failure_class = toss_class_name(TOSS_CLASS_CONFIGURATION);
+	it->verdict.outcome.failure_code = code;
+	it->verdict.outcome.failure_message = message;
+}
+
+/*
+ * Build one item from a claimed row (the columns of _claim_due, and of
+ * _claim_unknown, which adds created_at and may_repost): decrypt the key,
+ * build the body.  A row that cannot be prepared -- no secret key for its
+ * merchant, a sealed key that does not decrypt -- fails alone: its attempt
+ * is recorded failed (configuration) with the reason, and the rest of the
+ * batch goes on.  (Both steps are pure computation and a file read: an
+ * error there leaves nothing to roll back.)
+ */
 static RunItem *
-make_item(Runner *r, HeapTuple tup, TupleDesc desc)
+make_item(Runner *r, HeapTuple tup, TupleDesc desc, ItemPhase phase)
 {
 	MemoryContext cxt = AllocSetContextCreate(r->cxt, "toss_billing run item",
 											  ALLOCSET_SMALL_SIZES);
@@ -197,46 +247,78 @@ make_item(Runner *r, HeapTuple tup, TupleDesc desc)
 	TossChargeRequest req;
 	bool		isnull;
 	Datum		sealed_datum;
-	bytea	   *sealed;
-	char	   *billing_key;
+	MerchantAuth *auth;
 
 	it->cxt = cxt;
-	it->payment_id = col_int8(tup, desc, 1);
-	it->order_id = col_text(tup, desc, 2);
-	it->idempotency_key = col_text(tup, desc, 3);
-	it->amount = col_int8(tup, desc, 5);
-	req.customer_key = col_text(tup, desc, 4);
-	req.amount = it->amount;
-	req.tax_free_amount = col_int8(tup, desc, 6);
-	req.order_id = it->order_id;
-	req.order_name = col_text(tup, desc, 7);
-	req.customer_email = col_text(tup, desc, 8);
-	req.customer_name = col_text(tup, desc, 9);
+	it->wipe_cb.func = wipe_item;
+	it->wipe_cb.arg = it;
+	MemoryContextRegisterResetCallback(cxt, &it->wipe_cb);
+	it->phase = phase;
+	it->attempt_id = col_int8(tup, desc, 1);
+	it->expect.order_id = col_text(tup, desc, 3);
+	it->idempotency_key = col_text(tup, desc, 4);
+	it->expect.amount = col_int8(tup, desc, 6);
+	it->expect.mid = col_text(tup, desc, 14);
+	if (phase == PHASE_RECOVER)
+	{
+		it->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 15, &isnull));
+		it->may_repost = DatumGetBool(SPI_getbinval(tup, desc, 16, &isnull));
+	}
+	req.customer_key = col_text(tup, desc, 5);
+	req.amount = it->expect.amount;
+	req.tax_free_amount = col_int8(tup, desc, 7);
+	req.order_id = it->expect.order_id;
+	req.order_name = col_text(tup, desc, 8);
+	req.customer_email = col_text(tup, desc, 9);
+	req.customer_name = col_text(tup, desc, 10);
 	it->body = toss_charge_body(&req);
-	it->authorization = merchant_auth(r, col_text(tup, desc, 11));
-	sealed_datum = SPI_getbinval(tup, desc, 12, &isnull);
-	if (isnull)
-		elog(ERROR, "claimed payment " INT64_FORMAT " has no sealed billing key", it->payment_id);
-	sealed = DatumGetByteaPP(sealed_datum);
-	billing_key = toss_decrypt_billing_key(sealed, col_int8(tup, desc, 10));
-	it->url = toss_api_charge_url(&r->ep, billing_key);
-	toss_wipe_string(billing_key);
+
+	auth = merchant_auth(r, col_text(tup, desc, 12));
+	it->authorization = auth->authorization;
+	sealed_datum = SPI_getbinval(tup, desc, 13, &isnull);
+	if (auth->authorization == NULL)
+		fail_item(it, "SECRET_KEY_MISSING", auth->problem);
+	else if (isnull)
+		fail_item(it, "BILLING_KEY_UNREADABLE", "the attempt's billing key has no sealed key");
+	else
+	{
+		PG_TRY();
+		{
+			it->billing_key = toss_decrypt_billing_key(DatumGetByteaPP(sealed_datum),
+													   col_int8(tup, desc, 11));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e;
+
+			MemoryContextSwitchTo(cxt);
+			e = CopyErrorData();
+			FlushErrorState();
+			fail_item(it, "BILLING_KEY_UNREADABLE",
+					  e->detail ? psprintf("%s: %s", e->message, e->detail) : e->message);
+		}
+		PG_END_TRY();
+	}
 	MemoryContextSwitchTo(old);
 	return it;
 }
 
 /*
  * Run a claiming query (new attempts, or unknown ones to resolve) and queue
- * what it returns; commit.  Everything that can fail (decryption, the secret
- * key file) happens before the commit, so a failed claim records nothing.
- * Returns the number of rows claimed.
+ * what it returns; commit.  Rows that could not be prepared go straight to
+ * the outcomes.  Returns the number of rows claimed.
  */
 static uint64
 claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 {
-	Oid			argtype = INT4OID;
-	Datum		arg = Int32GetDatum(n);
+	Oid			argtypes[2] = {INT4OID, INTERVALOID};
+	Datum		args[2];
+	Interval	timeout = {0};
 	uint64		got;
+
+	timeout.time = (int64) toss_timeout_ms * 1000;
+	args[0] = Int32GetDatum(n);
+	args[1] = IntervalPGetDatum(&timeout);
 
 	/*
 	 * The transaction open since the last commit has done nothing; end it so
@@ -244,24 +326,20 @@ claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 	 * (With the outcome recorder, this backend's commits are far apart.)
 	 */
 	SPI_commit();
-	if (toss_spi_execute(sql, 1, &argtype, &arg, NULL, false) != SPI_OK_SELECT)
+	if (toss_spi_execute(sql, phase == PHASE_CHARGE ? 2 : 1, argtypes, args, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing: claiming query failed");
 	got = SPI_processed;
 	for (uint64 i = 0; i < got; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		RunItem    *it = make_item(r, tup, desc);
+		RunItem    *it = make_item(r, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, phase);
 
-		it->phase = phase;
-		if (desc->natts >= 13)
+		if (it->phase == PHASE_DONE)
+			r->finished[r->nfinished++] = it;
+		else
 		{
-			bool		isnull;
-
-			it->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 13, &isnull));
+			dlist_push_tail(&r->queue, &it->node);
+			r->queued++;
 		}
-		dlist_push_tail(&r->queue, &it->node);
-		r->queued++;
 	}
 	SPI_commit();
 	return got;
@@ -271,10 +349,10 @@ claim_rows(Runner *r, const char *sql, int n, ItemPhase phase)
 static void
 claim(Runner *r, int n)
 {
-	uint64		got = claim_rows(r, "SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
-								 "tax_free_amount, order_name, customer_email, customer_name, "
-								 "billing_key_id, merchant, encrypted_key "
-								 "FROM toss_billing._claim_due($1)", n, PHASE_CHARGE);
+	uint64		got = claim_rows(r, "SELECT attempt_id, payment_id, order_id, idempotency_key, customer_key, "
+								 "amount, tax_free_amount, order_name, customer_email, customer_name, "
+								 "billing_key_id, merchant, encrypted_key, mid "
+								 "FROM toss_billing._claim_due($1, $2)", n, PHASE_CHARGE);
 
 	r->claimed += got;
 	if (got < (uint64) n)
@@ -312,24 +390,27 @@ send_queued(Runner *r)
 		RunItem    *it = dlist_container(RunItem, node, dlist_pop_head_node(&r->queue));
 		TossEndpoint ep = r->ep;
 		TossHttpRequest req;
+		MemoryContext old = MemoryContextSwitchTo(it->cxt);
 
 		r->queued--;
 		ep.authorization = it->authorization;
-		if (it->phase == PHASE_LOOKUP)
+		if (it->phase == PHASE_LOOKUP || it->phase == PHASE_RECOVER)
+			toss_api_get_request(&ep, toss_api_payment_by_order_url(&ep, it->expect.order_id), &req);
+		else
 		{
-			MemoryContext old = MemoryContextSwitchTo(it->cxt);
+			/* the URL holds the billing key: curl copies it, ours is wiped at once */
+			char	   *url = toss_api_charge_url(&ep, it->billing_key);
 
-			toss_api_get_request(&ep, toss_api_payment_by_order_url(&ep, it->order_id), &req);
-			MemoryContextSwitchTo(old);
+			toss_api_charge_request(&ep, url, it->idempotency_key, it->body, &req);
 			toss_http_batch_add(r->batch, &req, it);
+			toss_wipe_string(url);
+			MemoryContextSwitchTo(old);
 			added++;
 			continue;
 		}
-		toss_api_charge_request(&ep, it->url, it->idempotency_key, it->body, &req);
 		toss_http_batch_add(r->batch, &req, it);
+		MemoryContextSwitchTo(old);
 		added++;
-		/* curl keeps its own copy of the URL */
-		toss_wipe_string(it->url);
 	}
 	/* on the wire now, not after the database work that comes next */
 	if (added > 0)
@@ -357,31 +438,64 @@ note_throttle(Runner *r, bool throttled)
 	r->backoff_until = now_s() + r->backoff_ms / 1000.0;
 }
 
+/* Queue an item's next call, ahead of new claims. */
+static void
+requeue(Runner *r, RunItem *it, ItemPhase phase)
+{
+	it->phase = phase;
+	dlist_push_head(&r->queue, &it->node);
+	r->queued++;
+}
+
 /*
- * Recovery: the lookup of an unknown attempt came back.  Settled, or Toss has
- * no record: then the very same request is posted again with the same
- * Idempotency-Key while Toss still keeps that key (a request that did reach
- * Toss is answered from its cache, one that did not is made now), and after
- * the window the attempt is known to have made nothing.
+ * An answer came back; judge it and return whether the item is finished.
+ *   CHARGE / REPOST: settled, or (ambiguous) on to its lookup, queued on the
+ *     multi handle like any call: no lookup ever blocks the others.
+ *   LOOKUP: judged with the POST's answer.
+ *   RECOVER: an unknown attempt's lookup.  Settled, or Toss has no record:
+ *     then the very same request is posted again with the same
+ *     Idempotency-Key while Toss keeps that key and the order is still owed
+ *     as it was (a request that did reach Toss is answered from its cache,
+ *     one that did not is made now); otherwise the attempt is known to have
+ *     made nothing.
  */
 static bool
-judge_lookup(Runner *r, RunItem *it)
+judge(Runner *r, RunItem *it, TossReply *answer)
 {
-	if (toss_judge_recovery(&it->reply, it->amount, &it->verdict))
-		return true;
-	if (GetCurrentTimestamp() - it->created_at < IDEMPOTENCY_WINDOW_USEC)
+	TossChargeVerdict *v = &it->verdict;
+
+	switch (it->phase)
 	{
-		it->phase = PHASE_REPOST;
-		dlist_push_head(&r->queue, &it->node);
-		r->queued++;
-		return false;
+		case PHASE_CHARGE:
+		case PHASE_REPOST:
+			toss_judge_reply(answer, &it->expect, v);
+			if (!v->need_lookup)
+				return true;
+			requeue(r, it, PHASE_LOOKUP);
+			return false;
+		case PHASE_LOOKUP:
+			toss_judge_lookup(&it->reply, answer, &it->expect, v);
+			return true;
+		case PHASE_RECOVER:
+			if (toss_judge_recovery(answer, &it->expect, v))
+				return true;
+			if (it->may_repost && GetCurrentTimestamp() - it->created_at < IDEMPOTENCY_WINDOW_USEC)
+			{
+				requeue(r, it, PHASE_REPOST);
+				return false;
+			}
+			memset(v, 0, sizeof(*v));
+			v->outcome.state = "failed";
+			v->outcome.http_status = answer->http.status;
+			v->outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
+			v->outcome.failure_code = "NOT_FOUND_AT_TOSS";
+			v->outcome.failure_message = it->may_repost ?
+				"Toss has no record of this attempt after its 15-day idempotency window; nothing was charged by it." :
+				"Toss has no record of this attempt, and its order is not owed as it was (period, subscription or billing key changed): it is not posted again.";
+			return true;
+		case PHASE_DONE:
+			break;
 	}
-	it->verdict.outcome.state = "failed";
-	it->verdict.outcome.http_status = it->reply.http.status;
-	it->verdict.outcome.failure_class = toss_class_name(TOSS_CLASS_TRANSIENT);
-	it->verdict.outcome.failure_code = "NOT_FOUND_AT_TOSS";
-	it->verdict.outcome.failure_message =
-		"Toss has no record of this order after its 15-day idempotency window; nothing was charged.";
 	return true;
 }
 
@@ -396,23 +510,21 @@ collect(Runner *r, int wait_ms)
 	{
 		RunItem    *it = (RunItem *) tag;
 		MemoryContext old = MemoryContextSwitchTo(it->cxt);
-		TossEndpoint ep = r->ep;
-		bool		finished = true;
+		TossReply  *answer = it->phase == PHASE_LOOKUP ? &it->lookup : &it->reply;
 
-		memset(&it->reply, 0, sizeof(it->reply));
-		it->reply.http = resp;
-		it->reply.http.body = pstrdup(resp.body);
+		memset(answer, 0, sizeof(*answer));
+		answer->http = resp;
+		answer->http.body = palloc(resp.body_len + 1);
+		memcpy(answer->http.body, resp.body, resp.body_len + 1);
 		pfree(resp.body);
-		toss_reply_read(&it->reply);
-		note_throttle(r, is_throttle(&it->reply));
-		ep.authorization = it->authorization;
-		if (it->phase == PHASE_LOOKUP)
-			finished = judge_lookup(r, it);
-		else
-			toss_judge_charge(&ep, it->order_id, it->amount, &it->reply, &it->lookup, &it->verdict);
-		MemoryContextSwitchTo(old);
-		if (finished)
+		toss_reply_read(answer, it->billing_key, it->authorization);
+		note_throttle(r, is_throttle(answer));
+		if (judge(r, it, answer))
+		{
+			it->phase = PHASE_DONE;
 			r->finished[r->nfinished++] = it;
+		}
+		MemoryContextSwitchTo(old);
 		wait_ms = 0;
 	}
 }
@@ -425,23 +537,18 @@ static void
 flush(Runner *r)
 {
 	int			n = r->nfinished;
-	TossOutcomeRow *rows;
+	TossOutcome *rows;
 
 	r->last_flush = now_s();
 	if (n == 0)
 		return;
-	rows = palloc(sizeof(TossOutcomeRow) * n);
+	rows = palloc(sizeof(TossOutcome) * n);
 	for (int i = 0; i < n; i++)
 	{
-		const TossChargeOutcome *o = &r->finished[i]->verdict.outcome;
+		const TossOutcome *o = &r->finished[i]->verdict.outcome;
 
-		rows[i].payment_id = r->finished[i]->payment_id;
-		rows[i].http_status = (int32) o->http_status;
-		rows[i].state = o->state;
-		rows[i].failure_class = o->failure_class;
-		rows[i].failure_code = o->failure_code;
-		rows[i].failure_message = o->failure_message;
-		rows[i].payment_json = o->payment_json;
+		rows[i] = *o;
+		rows[i].attempt_id = r->finished[i]->attempt_id;
 		if (strcmp(o->state, "done") == 0)
 			r->done++;
 		else if (strcmp(o->state, "failed") == 0)
@@ -641,7 +748,7 @@ recover_cancels(Runner *r)
 
 		CHECK_FOR_INTERRUPTS();
 		if (toss_spi_execute("SELECT cancel_id, payment_key, idempotency_key, merchant, "
-							 "cancel_amount, reason, created_at "
+							 "cancel_amount, reason, created_at, order_id, total_amount, mid "
 							 "FROM toss_billing._claim_unknown_cancels($1)",
 							 1, &argtype, &arg, NULL, false) != SPI_OK_SELECT)
 			elog(ERROR, "toss_billing._claim_unknown_cancels failed");
@@ -658,19 +765,32 @@ recover_cancels(Runner *r)
 						isnull;
 			int64		amount = DatumGetInt64(SPI_getbinval(rows[i], desc, 5, &amount_null));
 			TimestampTz created = DatumGetTimestampTz(SPI_getbinval(rows[i], desc, 7, &isnull));
-			TossChargeOutcome o;
+			TossOutcome o;
 			TossErrorClass cls;
+			MerchantAuth *auth = merchant_auth(r, SPI_getvalue(rows[i], desc, 4));
 
 			CHECK_FOR_INTERRUPTS();
-			if (GetCurrentTimestamp() - created < IDEMPOTENCY_WINDOW_USEC)
+			if (auth->authorization == NULL)
+			{
+				memset(&o, 0, sizeof(o));
+				o.state = "unknown";
+				o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+				o.failure_message = auth->problem;
+			}
+			else if (GetCurrentTimestamp() - created < IDEMPOTENCY_WINDOW_USEC)
 			{
 				TossEndpoint ep = r->ep;
 				TossReply	reply;
+				TossExpect	e = {0};
 
-				ep.authorization = merchant_auth(r, SPI_getvalue(rows[i], desc, 4));
-				toss_api_cancel(&ep, SPI_getvalue(rows[i], desc, 3), SPI_getvalue(rows[i], desc, 2),
+				e.payment_key = SPI_getvalue(rows[i], desc, 2);
+				e.order_id = SPI_getvalue(rows[i], desc, 8);
+				e.amount = DatumGetInt64(SPI_getbinval(rows[i], desc, 9, &isnull));
+				e.mid = SPI_getvalue(rows[i], desc, 10);
+				ep.authorization = auth->authorization;
+				toss_api_cancel(&ep, SPI_getvalue(rows[i], desc, 3), e.payment_key,
 								SPI_getvalue(rows[i], desc, 6), amount_null, amount, &reply);
-				toss_judge_cancel(&reply, &o, &cls);
+				toss_judge_cancel(&reply, &e, &o, &cls);
 			}
 			else
 			{
@@ -698,14 +818,7 @@ recover_cancels(Runner *r)
 static void
 recover(Runner *r)
 {
-	Oid			argtype = INTERVALOID;
-	Interval	stale = {0};
-	Datum		arg;
-
-	stale.time = (2 * (int64) toss_timeout_ms + 60000) * 1000;
-	arg = IntervalPGetDatum(&stale);
-	if (toss_spi_execute("SELECT toss_billing._mark_stale($1)", 1, &argtype, &arg, NULL,
-						 false) != SPI_OK_SELECT)
+	if (toss_spi_execute("SELECT toss_billing._mark_stale()", 0, NULL, NULL, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing._mark_stale failed");
 	SPI_commit();
 
@@ -715,10 +828,10 @@ recover(Runner *r)
 		uint64		got;
 
 		CHECK_FOR_INTERRUPTS();
-		got = claim_rows(r, "SELECT payment_id, order_id, idempotency_key, customer_key, amount, "
+		got = claim_rows(r, "SELECT attempt_id, payment_id, order_id, idempotency_key, customer_key, amount, "
 						 "tax_free_amount, order_name, customer_email, customer_name, "
-						 "billing_key_id, merchant, encrypted_key, created_at "
-						 "FROM toss_billing._claim_unknown($1)", n, PHASE_LOOKUP);
+						 "billing_key_id, merchant, encrypted_key, mid, created_at, may_repost "
+						 "FROM toss_billing._claim_unknown($1)", n, PHASE_RECOVER);
 		r->resolved += got;
 		drain(r);
 		if (got < (uint64) n)
@@ -760,6 +873,8 @@ toss_run_due(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	toss_store_check_version();
+	toss_load_codes();
 	init_runner(&r, max_charges, budget_ms);
 	recover(&r);
 	run(&r);

@@ -1,12 +1,14 @@
 /*
- * storage.c — every SQL statement toss_billing's C code runs, through SPI.
+ * storage.c — the SQL statements toss_billing's C code runs, through SPI
+ * (recording outcomes is recorder.c's; the runner's claims are runner.c's):
+ * every one through toss_spi_execute(), which pins search_path.
  *
- * Transactions: none here.  Callers (jobs.c) open and commit the
- * transactions; each function connects to SPI, runs its statements and
- * copies what it returns into the caller's memory context before
- * SPI_finish.  Locks: only the row locks the statements take, released at
- * the caller's commit.  Secrets: the sealed billing key is passed as a bytea
- * parameter, never interpolated into statement text.
+ * Transactions: none here.  Callers (jobs.c, lookups.c, errors.c) open and
+ * commit the transactions; each function connects to SPI, runs its
+ * statements and copies what it returns into the caller's memory context
+ * before SPI_finish.  Locks: only the row locks the statements take,
+ * released at the caller's commit.  Secrets: the sealed billing key is
+ * passed as a bytea parameter, never interpolated into statement text.
  */
 #include "postgres.h"
 
@@ -16,6 +18,7 @@
 #include "storage.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #define MAX_ARGS 16
 
@@ -54,16 +57,56 @@ arg_bytea(Args *a, bytea *b)
 	a->n++;
 }
 
-/* An outcome as six arguments: state, http_status, class, code, message, JSON. */
 static void
-arg_outcome(Args *a, const TossChargeOutcome *o)
+arg_raw(Args *a, const char *raw, size_t len)
 {
-	arg_text(a, o->state);
-	arg_int8(a, o->http_status);
-	arg_text(a, o->failure_class);
-	arg_text(a, o->failure_code);
-	arg_text(a, o->failure_message);
-	arg_text(a, o->payment_json);
+	bytea	   *b = NULL;
+
+	if (raw)
+	{
+		b = palloc(VARHDRSZ + len);
+		SET_VARSIZE(b, VARHDRSZ + len);
+		memcpy(VARDATA(b), raw, len);
+	}
+	arg_bytea(a, b);
+}
+
+/* A timeout in milliseconds, as an interval. */
+static void
+arg_interval_ms(Args *a, int ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) ms * 1000;
+	a->types[a->n] = INTERVALOID;
+	a->values[a->n] = IntervalPGetDatum(iv);
+	a->nulls[a->n] = ' ';
+	a->n++;
+}
+
+/* Column col of row 0 as text in cxt, or NULL. */
+static char *
+copy_text(MemoryContext cxt, int col)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+static bytea *
+copy_bytea(MemoryContext cxt, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	MemoryContext old;
+	bytea	   *b;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	b = (bytea *) PG_DETOAST_DATUM_COPY(d);
+	MemoryContextSwitchTo(old);
+	return b;
 }
 
 /*
@@ -172,7 +215,7 @@ toss_store_issue_success(int64 id, int64 customer_id, bytea *sealed,
 	run("UPDATE toss_billing.billing_keys SET status = 'active', encrypted_key = $2, "
 		"mid = $3, method = $4, card_company = $5, card_issuer_code = $6, "
 		"card_acquirer_code = $7, card_number = $8, card_type = $9, card_owner_type = $10, "
-		"authenticated_at = $11::timestamptz, updated_at = now() WHERE id = $1",
+		"authenticated_at = $11::pg_catalog.timestamptz, updated_at = pg_catalog.now() WHERE id = $1",
 		&a, SPI_OK_UPDATE);
 	SPI_finish();
 }
@@ -216,110 +259,153 @@ toss_store_billing_key_info(int64 id)
 	return text;
 }
 
+/*
+ * The first half of a charge (toss_billing._charge_intent): the order of
+ * the caller's order id and what to do for it; a new attempt is recorded
+ * in_flight when the answer is "post".
+ */
 void
-toss_store_active_billing_key(const char *customer_key, TossBillingKeyRef *ref)
+toss_store_charge_intent(const char *customer_key, int64 amount, const char *order_name,
+						 const char *order_id, const char *customer_email, const char *customer_name,
+						 int64 tax_free_amount, const char *requested_by, int timeout_ms,
+						 TossChargeIntent *out)
 {
 	Args		a = {0};
 	MemoryContext outer = CurrentMemoryContext;
 	bool		isnull;
 
-	ref->customer_id = toss_store_customer_id(customer_key);
 	SPI_connect();
-	arg_int8(&a, ref->customer_id);
-	if (run("SELECT id, merchant, encrypted_key FROM toss_billing.billing_keys "
-			"WHERE customer_id = $1 AND status = 'active'", &a, SPI_OK_SELECT) != 1)
-	{
-		SPI_finish();
-		ereport(ERROR,
-				(errcode(ERRCODE_TOSS_NOT_FOUND),
-				 errmsg("customer \"%s\" has no active billing key", customer_key),
-				 errhint("Register a card and call toss_billing.toss_issue_billing_key() first.")));
-	}
-	ref->billing_key_id = first_int8(1);
-	ref->merchant = MemoryContextStrdup(outer,
-										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-		bytea	   *b = DatumGetByteaPP(d);
-		MemoryContext old = MemoryContextSwitchTo(outer);
-
-		ref->sealed = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(b));
-		MemoryContextSwitchTo(old);
-	}
+	arg_text(&a, customer_key);
+	arg_int8(&a, amount);
+	arg_text(&a, order_name);
+	arg_text(&a, order_id);
+	arg_text(&a, customer_email);
+	arg_text(&a, customer_name);
+	arg_int8(&a, tax_free_amount);
+	arg_text(&a, requested_by);
+	arg_interval_ms(&a, timeout_ms);
+	if (run("SELECT action, payment_id, attempt_id, toss_order_id, idempotency_key, billing_key_id, merchant, "
+			"encrypted_key, mid, payment::pg_catalog.text, attempt_created_at, may_repost "
+			"FROM toss_billing._charge_intent($1, $2, $3, $4, $5, $6, $7, $8::pg_catalog.name, $9)",
+			&a, SPI_OK_SELECT) != 1)
+		elog(ERROR, "toss_billing._charge_intent returned no row");
+	memset(out, 0, sizeof(*out));
+	out->action = copy_text(outer, 1);
+	out->payment_id = first_int8(2);
+	out->attempt_id = first_int8(3);
+	out->order_id = copy_text(outer, 4);
+	out->idempotency_key = copy_text(outer, 5);
+	out->billing_key_id = first_int8(6);
+	out->merchant = copy_text(outer, 7);
+	out->sealed = copy_bytea(outer, 8);
+	out->mid = copy_text(outer, 9);
+	out->payment_json = copy_text(outer, 10);
+	out->attempt_created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc, 11, &isnull));
+	out->may_repost = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, &isnull)) &&
+		!isnull;
 	SPI_finish();
-}
-
-int64
-toss_store_charge_intent(const TossBillingKeyRef *ref, const TossChargeIntent *in)
-{
-	Args		a = {0};
-	int64		id = 0;
-	char	   *existing = NULL;
-
-	SPI_connect();
-	arg_text(&a, in->order_id);
-	arg_text(&a, in->idempotency_key);
-	arg_int8(&a, ref->customer_id);
-	arg_int8(&a, ref->billing_key_id);
-	arg_text(&a, ref->merchant);
-	arg_text(&a, in->order_name);
-	arg_int8(&a, in->amount);
-	arg_int8(&a, in->tax_free_amount);
-	arg_text(&a, in->customer_email);
-	arg_text(&a, in->customer_name);
-	arg_text(&a, in->requested_by);
-	if (run("INSERT INTO toss_billing.payments (order_id, idempotency_key, customer_id, "
-			"billing_key_id, merchant, state, order_name, amount, tax_free_amount, "
-			"customer_email, customer_name, requested_by) "
-			"VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8, $9, $10, $11) "
-			"ON CONFLICT (order_id) DO NOTHING RETURNING id",
-			&a, SPI_OK_INSERT_RETURNING) == 1)
-		id = first_int8(1);
-	else
-	{
-		a.n = 0;
-		arg_text(&a, in->order_id);
-		if (run("SELECT state FROM toss_billing.payments WHERE order_id = $1", &a, SPI_OK_SELECT) == 1)
-			existing = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	}
-	SPI_finish();
-	if (id == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("order id \"%s\" is already in the ledger", in->order_id),
-				 errdetail("The earlier attempt with this order id is in state %s.",
-						   existing ? existing : "unknown"),
-				 errhint("Use a new order id for a new charge; an order id is charged at most once.")));
-	return id;
 }
 
 /*
- * Record the outcome.  Toss's own fields (status, paymentKey, amounts,
- * times) are read from the Payment JSON by SQL, exactly as numerics.
+ * An outcome that could not be recorded, alone, is parked: the attempt and
+ * its order become unknown with the error, to be looked up again later; the
+ * answer is never lost and never blocks another row.
  */
 void
-toss_store_charge_outcome(int64 payment_id, const TossChargeOutcome *o)
+toss_store_park(int64 attempt_id, const char *error)
 {
 	Args		a = {0};
 
 	SPI_connect();
-	arg_int8(&a, payment_id);
-	arg_outcome(&a, o);
-	run("WITH r AS (SELECT $7::jsonb AS j) "
-		"UPDATE toss_billing.payments p SET state = $2, "
-		"http_status = NULLIF($3, 0)::integer, failure_class = $4, "
-		"failure_code = coalesce($5, r.j->'failure'->>'code'), "
-		"failure_message = coalesce($6, r.j->'failure'->>'message'), "
-		"toss_status = r.j->>'status', payment_key = r.j->>'paymentKey', "
-		"total_amount = (r.j->>'totalAmount')::bigint, "
-		"balance_amount = (r.j->>'balanceAmount')::bigint, "
-		"supplied_amount = (r.j->>'suppliedAmount')::bigint, "
-		"vat = (r.j->>'vat')::bigint, "
-		"requested_at = (r.j->>'requestedAt')::timestamptz, "
-		"approved_at = (r.j->>'approvedAt')::timestamptz, "
-		"response = r.j, updated_at = now() "
-		"FROM r WHERE p.id = $1", &a, SPI_OK_UPDATE);
+	arg_int8(&a, attempt_id);
+	arg_text(&a, error);
+	run("SELECT toss_billing._park_outcome($1, $2)", &a, SPI_OK_SELECT);
 	SPI_finish();
+}
+
+/* The library and the installed SQL must be the same version. */
+void
+toss_store_check_version(void)
+{
+	Args		a = {0};
+	char	   *installed = NULL;
+
+	SPI_connect();
+	if (run("SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'toss_billing'",
+			&a, SPI_OK_SELECT) == 1)
+		installed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (installed == NULL || strcmp(installed, EXTVERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("toss_billing's SQL is at version %s, its library at %s",
+						installed ? installed : "(none)", EXTVERSION),
+				 errdetail("Nothing was recorded or sent to Toss."),
+				 errhint("Run ALTER EXTENSION toss_billing UPDATE in this database.")));
+	SPI_finish();
+}
+
+/* The rules that classify Toss's error codes (errors.c), in the caller's context. */
+int
+toss_store_codes(TossCodeRow **rows)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	int			n;
+
+	SPI_connect();
+	run("SELECT e.code, e.applies_to, e.class FROM toss_billing.error_codes e", &a, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*rows = MemoryContextAlloc(outer, sizeof(TossCodeRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		(*rows)[i].code = MemoryContextStrdup(outer, SPI_getvalue(t, d, 1));
+		(*rows)[i].applies_to = MemoryContextStrdup(outer, SPI_getvalue(t, d, 2));
+		(*rows)[i].cls = MemoryContextStrdup(outer, SPI_getvalue(t, d, 3));
+	}
+	SPI_finish();
+	return n;
+}
+
+int
+toss_store_classes(TossClassRow **rows)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	int			n;
+
+	SPI_connect();
+	run("SELECT f.class, f.sqlstate FROM toss_billing.failure_classes f", &a, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*rows = MemoryContextAlloc(outer, sizeof(TossClassRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		(*rows)[i].cls = MemoryContextStrdup(outer, SPI_getvalue(t, d, 1));
+		(*rows)[i].sqlstate = MemoryContextStrdup(outer, SPI_getvalue(t, d, 2));
+	}
+	SPI_finish();
+	return n;
+}
+
+/* This installation's order tag (made on first use). */
+char *
+toss_store_order_tag(void)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	char	   *tag;
+
+	SPI_connect();
+	run("SELECT toss_billing._order_tag()", &a, SPI_OK_SELECT);
+	tag = copy_text(outer, 1);
+	SPI_finish();
+	return tag;
 }
 
 /* ---- billing key lookup hashes (0.3.0 and later) ---- */
@@ -385,7 +471,7 @@ toss_store_keys_without_hash(int64 **ids, bytea ***sealed)
 
 void
 toss_store_cancel_intent(const char *payment, const char *reason, bool has_amount,
-						 int64 amount, const char *requested_by, TossCancelIntent *out)
+						 int64 amount, const char *requested_by, int timeout_ms, TossCancelIntent *out)
 {
 	Args		a = {0};
 	MemoryContext outer = CurrentMemoryContext;
@@ -400,30 +486,40 @@ toss_store_cancel_intent(const char *payment, const char *reason, bool has_amoun
 	if (!has_amount)
 		a.nulls[a.n - 1] = 'n';
 	arg_text(&a, requested_by);
-	if (run("SELECT cancel_id, payment_key, idempotency_key, merchant, cancel_amount "
-			"FROM toss_billing._cancel_intent($1, $2, $3, $4::name)", &a, SPI_OK_SELECT) != 1)
+	arg_interval_ms(&a, timeout_ms);
+	if (run("SELECT cancel_id, payment_key, idempotency_key, merchant, cancel_amount, order_id, total_amount, mid "
+			"FROM toss_billing._cancel_intent($1, $2, $3, $4::pg_catalog.name, $5)", &a, SPI_OK_SELECT) != 1)
 		elog(ERROR, "toss_billing._cancel_intent returned no row");
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	out->cancel_id = first_int8(1);
-	out->payment_key = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 2));
-	out->idempotency_key = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 3));
-	out->merchant = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
+	out->payment_key = copy_text(outer, 2);
+	out->idempotency_key = copy_text(outer, 3);
+	out->merchant = copy_text(outer, 4);
 	out->amount = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 	out->full = isnull;
+	out->order_id = copy_text(outer, 6);
+	out->total_amount = first_int8(7);
+	out->mid = copy_text(outer, 8);
 	SPI_finish();
 }
 
 void
-toss_store_cancel_outcome(int64 cancel_id, const TossChargeOutcome *o)
+toss_store_cancel_outcome(int64 cancel_id, const TossOutcome *o)
 {
 	Args		a = {0};
 
 	SPI_connect();
 	arg_int8(&a, cancel_id);
-	arg_outcome(&a, o);
-	run("SELECT toss_billing._cancel_outcome($1, $2, NULLIF($3, 0)::integer, $4, $5, $6, $7::jsonb)",
-		&a, SPI_OK_SELECT);
+	arg_text(&a, o->state);
+	arg_int8(&a, o->http_status);
+	arg_text(&a, o->failure_class);
+	arg_text(&a, o->failure_code);
+	arg_text(&a, o->failure_message);
+	arg_text(&a, o->payment_json);
+	arg_raw(&a, o->raw, o->raw_len);
+	run("SELECT toss_billing._cancel_outcome($1, $2, NULLIF($3, 0)::pg_catalog.int4, $4, $5, $6, "
+		"$7::pg_catalog.jsonb, $8)", &a, SPI_OK_SELECT);
 	SPI_finish();
 }
 

@@ -1,17 +1,20 @@
 /*
  * toss_api.c — Toss's endpoints: URL building, request bodies, and reading
- * the reply into a TossReply.  No transactions, no catalog access; memory is
- * the caller's current context.  The billing key and the authorization
- * header are used only to build the request and are never copied.
+ * the reply into a TossReply (its secrets scrubbed and its bytes checked by
+ * untrusted.c before anything parses them).  No transactions, no catalog
+ * access; memory is the caller's current context.  The billing key and the
+ * authorization header are used only to build the request and to scrub the
+ * answer, and are never copied.
  */
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
 #include "toss_api.h"
+#include "untrusted.h"
 
 static void
-call(const TossEndpoint *ep, const char *method, const char *url,
-	 const char *idempotency_key, const char *body, TossReply *reply)
+call(const TossEndpoint *ep, const char *method, const char *url, const char *idempotency_key,
+	 const char *body, const char *billing_key, size_t max_bytes, TossReply *reply)
 {
 	TossHttpRequest req = {
 		.method = method,
@@ -21,21 +24,44 @@ call(const TossEndpoint *ep, const char *method, const char *url,
 		.body = body,
 		.connect_timeout_ms = ep->connect_timeout_ms,
 		.timeout_ms = ep->timeout_ms,
+		.max_response_bytes = max_bytes,
 	};
 
 	memset(reply, 0, sizeof(*reply));
 	toss_http_perform(&req, &reply->http);
-	toss_reply_read(reply);
+	toss_reply_read(reply, billing_key, ep->authorization);
 }
 
-/* Parse reply->http (already filled) into the document and error fields. */
+/*
+ * Read reply->http (already filled): scrub the request's secrets out of the
+ * body, check its bytes, and parse it into the document and error fields.
+ * A body that fails the checks is kept (scrubbed) but not parsed:
+ * reply->unsafe says why, and the answer counts as no answer.
+ */
 void
-toss_reply_read(TossReply *reply)
+toss_reply_read(TossReply *reply, const char *billing_key, const char *authorization)
 {
+	const char *code;
+	const char *message;
+
 	reply->doc = NULL;
 	reply->is_error = false;
 	reply->code = reply->message = NULL;
+	reply->unsafe = NULL;
 	if (reply->http.failure != TOSS_HTTP_OK)
+		return;
+	if (reply->http.body_len > 0 && (billing_key || authorization))
+	{
+		size_t		len;
+		char	   *scrubbed = toss_scrub(reply->http.body, reply->http.body_len, billing_key,
+										  authorization, &len);
+
+		explicit_bzero(reply->http.body, reply->http.body_len);
+		reply->http.body = scrubbed;
+		reply->http.body_len = len;
+	}
+	reply->unsafe = toss_answer_problem(reply->http.body, reply->http.body_len);
+	if (reply->unsafe)
 		return;
 	reply->doc = toss_json_parse(reply->http.body, reply->http.body_len);
 	if (toss_json_is_array(reply->doc))
@@ -47,9 +73,11 @@ toss_reply_read(TossReply *reply)
 	}
 	if (reply->http.status < 200 || reply->http.status >= 300)
 	{
-		reply->code = toss_json_text(reply->doc, "code");
-		reply->message = toss_json_text(reply->doc, "message");
-		reply->is_error = reply->code != NULL;
+		code = toss_json_peek_text(reply->doc, "code");
+		message = toss_json_peek_text(reply->doc, "message");
+		reply->code = code ? pstrdup(code) : NULL;
+		reply->message = message ? pstrdup(message) : NULL;
+		reply->is_error = reply->code != NULL && reply->code[0] != '\0';
 	}
 }
 
@@ -73,7 +101,7 @@ toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
 	char	   *body = toss_json_build(fields, lengthof(fields));
 	char	   *url = psprintf("%s/v1/billing/authorizations/issue", ep->api_url);
 
-	call(ep, "POST", url, idempotency_key, body, reply);
+	call(ep, "POST", url, idempotency_key, body, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
 }
 
 /* The charge URL; it contains the billing key, so callers wipe it after use. */
@@ -101,6 +129,7 @@ toss_api_charge_request(const TossEndpoint *ep, const char *url,
 	req->body = body;
 	req->connect_timeout_ms = ep->connect_timeout_ms;
 	req->timeout_ms = ep->timeout_ms;
+	req->max_response_bytes = TOSS_OBJECT_REPLY_BYTES;
 }
 
 void
@@ -109,7 +138,7 @@ toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
 {
 	char	   *url = toss_api_charge_url(ep, billing_key);
 
-	call(ep, "POST", url, idempotency_key, body, reply);
+	call(ep, "POST", url, idempotency_key, body, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
 	explicit_bzero(url, strlen(url));
 	pfree(url);
 }
@@ -132,7 +161,8 @@ void
 toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
 						  TossReply *reply)
 {
-	call(ep, "GET", toss_api_payment_by_order_url(ep, order_id), NULL, NULL, reply);
+	call(ep, "GET", toss_api_payment_by_order_url(ep, order_id), NULL, NULL, NULL, TOSS_OBJECT_REPLY_BYTES,
+		 reply);
 }
 
 void
@@ -141,7 +171,7 @@ toss_api_payment(const TossEndpoint *ep, const char *payment_key, TossReply *rep
 	char	   *url = psprintf("%s/v1/payments/%s", ep->api_url,
 							   toss_url_escape_segment(payment_key));
 
-	call(ep, "GET", url, NULL, NULL, reply);
+	call(ep, "GET", url, NULL, NULL, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
 }
 
 void
@@ -157,7 +187,7 @@ toss_api_cancel(const TossEndpoint *ep, const char *idempotency_key,
 	char	   *url = psprintf("%s/v1/payments/%s/cancel", ep->api_url,
 							   toss_url_escape_segment(payment_key));
 
-	call(ep, "POST", url, idempotency_key, body, reply);
+	call(ep, "POST", url, idempotency_key, body, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
 }
 
 /* DELETE /v1/billing/{billingKey}; the URL holds the key and is wiped. */
@@ -167,7 +197,7 @@ toss_api_delete_billing_key(const TossEndpoint *ep, const char *billing_key,
 {
 	char	   *url = toss_api_charge_url(ep, billing_key);
 
-	call(ep, "DELETE", url, NULL, NULL, reply);
+	call(ep, "DELETE", url, NULL, NULL, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
 	explicit_bzero(url, strlen(url));
 	pfree(url);
 }
@@ -185,5 +215,5 @@ toss_api_transactions(const TossEndpoint *ep, const char *start_date, const char
 					 toss_url_escape_segment(end_date), limit);
 	if (starting_after)
 		appendStringInfo(&url, "&startingAfter=%s", toss_url_escape_segment(starting_after));
-	call(ep, "GET", url.data, NULL, NULL, reply);
+	call(ep, "GET", url.data, NULL, NULL, NULL, TOSS_LIST_REPLY_BYTES, reply);
 }

@@ -24,7 +24,12 @@ typedef struct TossReply
 	bool		is_error;		/* a Toss {code, message} error */
 	char	   *code;			/* Toss error code */
 	char	   *message;		/* Toss error message */
+	const char *unsafe;			/* why the body was not read (untrusted.c), or NULL */
 } TossReply;
+
+/* The most an answer may hold: one object (a Payment, a Billing), or a page of transactions. */
+#define TOSS_OBJECT_REPLY_BYTES (1024 * 1024)
+#define TOSS_LIST_REPLY_BYTES (16 * 1024 * 1024)
 
 extern void toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
 						   const char *auth_key, const char *customer_key,
@@ -46,7 +51,7 @@ extern void toss_api_transactions(const TossEndpoint *ep, const char *start_date
 								  const char *end_date, const char *starting_after,
 								  int limit, TossReply *reply);
 extern bool toss_reply_ok(const TossReply *reply);
-extern void toss_reply_read(TossReply *reply);
+extern void toss_reply_read(TossReply *reply, const char *billing_key, const char *authorization);
 extern char *toss_api_charge_url(const TossEndpoint *ep, const char *billing_key);
 extern void toss_api_charge_request(const TossEndpoint *ep, const char *url,
 									const char *idempotency_key, const char *body,

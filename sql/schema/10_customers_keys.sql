@@ -211,8 +211,9 @@ BEGIN
           FROM affected a
          WHERE s.id = a.id AND a.to_status = 'past_due'
         RETURNING s.id)
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason, detail)
-    SELECT e.occurred_at, e.subscription_id, e.type, e.from_status, e.to_status, e.reason, e.detail
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason,
+                                     detail)
+    SELECT e.occurred_at, e.subscription_id, v_key.customer_id, e.type, e.from_status, e.to_status, e.reason, e.detail
       FROM (
         SELECT a.now_at, a.id, 'billing_key_deleted', a.from_status, a.to_status, v_reason,
                pg_catalog.jsonb_build_object('billing_key_id', v_key.id, 'deleted_reason', _billing_key_deleted.reason,

@@ -381,6 +381,10 @@ BEGIN
            pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
      WHERE s.id = v_sub.id
     RETURNING * INTO v_sub;
+    -- the open period's order is owed no more
+    UPDATE toss_billing.payments p
+       SET state = 'failed', failure_message = 'the subscription was canceled', updated_at = pg_catalog.now()
+     WHERE p.subscription_id = v_sub.id AND p.state = 'pending';
     PERFORM toss_billing._event(v_sub.id, 'status_changed', v_from, 'canceled', 'canceled by request', v_now);
     RETURN v_sub;
 END;
@@ -481,13 +485,14 @@ BEGIN
                updated_at = pg_catalog.now()
           FROM due d
          WHERE s.id = d.id
-        RETURNING s.id, d.from_status, d.now_at, d.charge_at),
+        RETURNING s.id, s.customer_id, d.from_status, d.now_at, d.charge_at),
     logged AS (
-        INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason, detail)
-        SELECT c.now_at, c.id, 'status_changed', c.from_status, 'past_due', _retry_now.reason, NULL
+        INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason,
+                                         detail)
+        SELECT c.now_at, c.id, c.customer_id, 'status_changed', c.from_status, 'past_due', _retry_now.reason, NULL
           FROM changed c WHERE c.from_status <> 'past_due'
         UNION ALL
-        SELECT c.now_at, c.id, 'retry_scheduled', 'past_due', 'past_due', _retry_now.reason,
+        SELECT c.now_at, c.id, c.customer_id, 'retry_scheduled', 'past_due', 'past_due', _retry_now.reason,
                pg_catalog.jsonb_build_object('next_charge_at', c.charge_at)
           FROM changed c
         RETURNING id)
@@ -580,9 +585,17 @@ BEGIN
                pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
           FROM due d
          WHERE s.id = d.id
-        RETURNING s.id, d.from_status, d.cancel_at)
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason)
-    SELECT c.cancel_at, c.id, 'status_changed', c.from_status, 'canceled', 'canceled at period end'
+        RETURNING s.id, s.customer_id, d.from_status, d.cancel_at),
+    voided AS (
+        -- the open period's order is owed no more
+        UPDATE toss_billing.payments p
+           SET state = 'failed', failure_message = 'the subscription was canceled at the end of its period',
+               updated_at = pg_catalog.now()
+          FROM changed c
+         WHERE p.subscription_id = c.id AND p.state = 'pending'
+        RETURNING p.id)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason)
+    SELECT c.cancel_at, c.id, c.customer_id, 'status_changed', c.from_status, 'canceled', 'canceled at period end'
       FROM changed c;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_total := v_total + v_count;
@@ -601,16 +614,16 @@ BEGIN
            SET status = 'active', updated_at = pg_catalog.now()
           FROM due d
          WHERE s.id = d.id AND s.status = 'trialing'
-        RETURNING s.id, d.trial_end)
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason)
-    SELECT c.trial_end, c.id, 'status_changed', 'trialing', 'active', 'trial ended'
+        RETURNING s.id, s.customer_id, d.trial_end)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason)
+    SELECT c.trial_end, c.id, c.customer_id, 'status_changed', 'trialing', 'active', 'trial ended'
       FROM changed c;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_total := v_total + v_count;
 
     -- a plan with another interval re-bases the periods on the boundary
     WITH due AS (
-        SELECT s.id, s.status, s.plan_id AS from_plan_id, s.pending_plan_id, s.period_number,
+        SELECT s.id, s.customer_id, s.status, s.plan_id AS from_plan_id, s.pending_plan_id, s.period_number,
                s.current_period_start, s.time_zone, np.interval_unit, np.interval_count,
                (np.interval_unit, np.interval_count) IS DISTINCT FROM (op.interval_unit, op.interval_count) AS rebase
           FROM toss_billing.subscriptions s
@@ -637,8 +650,9 @@ BEGIN
           FROM due d
          WHERE s.id = d.id
         RETURNING d.*)
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, type, from_status, to_status, reason, detail)
-    SELECT c.current_period_start, c.id, 'plan_changed', c.status, c.status, 'plan change took effect',
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason,
+                                     detail)
+    SELECT c.current_period_start, c.id, c.customer_id, 'plan_changed', c.status, c.status, 'plan change took effect',
            pg_catalog.jsonb_build_object('from_plan_id', c.from_plan_id, 'to_plan_id', c.pending_plan_id,
                                          'period_number', c.period_number, 'rebased', c.rebase)
       FROM changed c;

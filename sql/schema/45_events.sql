@@ -4,6 +4,7 @@
 -- @data
 
 -- occurred_at is the subscription's clock, created_at the real time.
+-- customer_id: the subscription's (or the order's) customer.
 CREATE TABLE toss_billing.events (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -19,10 +20,12 @@ CREATE TABLE toss_billing.events (
     from_status     text,
     to_status       text,
     reason          text,
-    detail          jsonb
+    detail          jsonb,
+    customer_id     bigint REFERENCES toss_billing.customers (id)
 );
 CREATE INDEX events_created_at ON toss_billing.events (created_at);
 CREATE INDEX events_subscription ON toss_billing.events (subscription_id, id);
+CREATE INDEX events_customer ON toss_billing.events (customer_id);
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.events', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.events_id_seq', '');
 
@@ -64,9 +67,9 @@ RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
-                                     reason, detail)
-    VALUES ($6, $1, $8, $2, $3, $4, $5, $7)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, payment_id, type, from_status,
+                                     to_status, reason, detail)
+    VALUES ($6, $1, (SELECT s.customer_id FROM toss_billing.subscriptions s WHERE s.id = $1), $8, $2, $3, $4, $5, $7)
     RETURNING id;
 $$;
 

@@ -39,16 +39,18 @@ $$;
 -- Claims up to max_count due subscription periods for the runner.  First
 -- applies the transitions that need no charge; then, for each due
 -- subscription, earliest first (next_charge_at reached on its clock, trial
--- over, not paused, an active billing key, no attempt pending, in flight or
--- unknown, its open period not already paid), records ONE in_flight attempt
--- for its open period and returns what the Toss call needs.  Rows locked by
--- another runner are skipped, and the unique index on (subscription_id,
--- period_number) turns any race into "nothing claimed".  The caller commits
--- before calling Toss.
-CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer)
-RETURNS TABLE(payment_id bigint, order_id text, idempotency_key text, customer_key text, amount bigint,
-              tax_free_amount bigint, order_name text, customer_email text, customer_name text,
-              billing_key_id bigint, merchant text, encrypted_key bytea)
+-- over, not paused, an active billing key, no order of it in flight or
+-- unknown, its open period not paid), records ONE in_flight attempt for its
+-- open period's order -- the order already owed for the period (pending),
+-- under its order id, or a new one -- and returns what the Toss call needs.
+-- Rows locked by another runner are skipped, and the unique index on the
+-- obligation turns any race into "nothing claimed".  The caller commits
+-- before calling Toss.  call_timeout: the caller's timeout for one call; the
+-- attempt's deadline is twice that (the call and its lookup).
+CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds')
+RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
+              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
+              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -58,6 +60,7 @@ DECLARE
     v_tag text := toss_billing._order_tag();
     v_now timestamptz;
     v_horizon timestamptz;
+    v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_claim_due.call_timeout, '65 seconds');
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
@@ -83,77 +86,124 @@ BEGIN
            AND EXISTS (SELECT FROM toss_billing.billing_keys bk
                         WHERE bk.customer_id = s.customer_id AND bk.status = 'active')
            -- OFFSET 0 keeps each check a per-row index probe: pulled up into an
-           -- anti-join, the planner may materialize every open attempt and
+           -- anti-join, the planner may materialize every open order and
            -- compare all pairs, which grows with the runner's concurrency.
            AND NOT EXISTS (SELECT FROM toss_billing.payments p
                             WHERE p.subscription_id = s.id
-                              AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown'])
+                              AND p.state = ANY (ARRAY['in_flight', 'unknown'])
                            OFFSET 0)
+           -- paid, or held (an answer did not match: nothing is posted for
+           -- it again until a person resolves its discrepancy)
            AND NOT EXISTS (SELECT FROM toss_billing.payments p
                             WHERE p.subscription_id = s.id AND p.period_number = s.period_number
-                              AND p.state = 'done'
+                              AND (p.state = 'done' OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
                            OFFSET 0)
          ORDER BY s.next_charge_at, s.id
          LIMIT v_limit
            FOR UPDATE OF s SKIP LOCKED),
-    attempts AS (
-        SELECT d.*,
-               COALESCE((SELECT pg_catalog.max(p.attempt_number) FROM toss_billing.payments p
+    owed AS (
+        SELECT d.*, op.id AS open_payment_id,
+               COALESCE((SELECT pg_catalog.max(p.generation) FROM toss_billing.payments p
                           WHERE p.subscription_id = d.id AND p.period_number = d.period_number), 0) + 1
-                   AS attempt_number
-          FROM due d),
-    claimed AS (
+                   AS next_generation,
+               bk.id AS key_id, bk.merchant AS key_merchant, bk.encrypted_key AS sealed, bk.mid AS key_mid,
+               c.customer_key AS ckey, c.email, c.name
+          FROM due d
+          JOIN toss_billing.customers c ON c.id = d.customer_id
+          JOIN toss_billing.billing_keys bk ON bk.customer_id = d.customer_id AND bk.status = 'active'
+          LEFT JOIN LATERAL (SELECT p.id FROM toss_billing.payments p
+                              WHERE p.subscription_id = d.id AND p.period_number = d.period_number
+                                AND p.state = 'pending'
+                              ORDER BY p.id DESC
+                              LIMIT 1) op ON true),
+    created AS (
         INSERT INTO toss_billing.payments AS p
-               (order_id, idempotency_key, customer_id, billing_key_id, merchant, state, order_name, amount,
+               (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
                 tax_free_amount, customer_email, customer_name, requested_by, subscription_id, period_number,
-                attempt_number)
-        SELECT pg_catalog.format('sub%s-p%s-a%s-%s', a.id, a.period_number, a.attempt_number, v_tag),
-               pg_catalog.gen_random_uuid()::text, a.customer_id, bk.id, bk.merchant, 'in_flight', a.order_name,
-               a.amount, 0, c.email, c.name, CURRENT_USER, a.id, a.period_number, a.attempt_number
-          FROM attempts a
-          JOIN toss_billing.customers c ON c.id = a.customer_id
-          JOIN toss_billing.billing_keys bk ON bk.customer_id = a.customer_id AND bk.status = 'active'
+                generation)
+        SELECT pg_catalog.format('sub%s-p%s-a%s-%s', o.id, o.period_number, o.next_generation, v_tag),
+               pg_catalog.format('subscription:%s:%s', o.id, o.period_number), o.customer_id, o.key_id,
+               o.key_merchant, 'in_flight', o.order_name, o.amount, 0, o.email, o.name, CURRENT_USER, o.id,
+               o.period_number, o.next_generation
+          FROM owed o
+         WHERE o.open_payment_id IS NULL
         ON CONFLICT DO NOTHING
-        RETURNING p.id, p.order_id, p.idempotency_key, p.customer_id, p.amount, p.tax_free_amount, p.order_name,
-                  p.customer_email, p.customer_name, p.billing_key_id, p.merchant)
-    SELECT cl.id, cl.order_id, cl.idempotency_key, c.customer_key, cl.amount, cl.tax_free_amount, cl.order_name,
-           cl.customer_email, cl.customer_name, cl.billing_key_id, cl.merchant, bk.encrypted_key
-      FROM claimed cl
-      JOIN toss_billing.customers c ON c.id = cl.customer_id
-      JOIN toss_billing.billing_keys bk ON bk.id = cl.billing_key_id
-     ORDER BY cl.id;
+        RETURNING p.id, p.subscription_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+    reopened AS (
+        UPDATE toss_billing.payments p
+           SET state = 'in_flight', billing_key_id = o.key_id, merchant = o.key_merchant,
+               customer_email = o.email, customer_name = o.name, updated_at = pg_catalog.now()
+          FROM owed o
+         WHERE p.id = o.open_payment_id AND p.state = 'pending'
+        RETURNING p.id, p.subscription_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+    claimed AS (
+        SELECT o.*, x.id AS pid, x.order_id AS toss_order, x.amount AS order_amount, x.tax_free_amount AS order_tax_free,
+               x.order_name AS name_of_order
+          FROM owed o
+          JOIN (SELECT * FROM created UNION ALL SELECT * FROM reopened) x ON x.subscription_id = o.id),
+    attempted AS (
+        INSERT INTO toss_billing.attempts AS a
+               (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
+                requested_by)
+        SELECT cl.pid, cl.customer_id,
+               COALESCE((SELECT pg_catalog.max(x.attempt_number) FROM toss_billing.attempts x
+                          WHERE x.payment_id = cl.pid), 0) + 1,
+               cl.toss_order, cl.key_id, pg_catalog.gen_random_uuid()::text, 'in_flight', v_deadline, CURRENT_USER
+          FROM claimed cl
+        RETURNING a.id, a.payment_id, a.idempotency_key, a.attempt_number)
+    SELECT at.id, cl.pid, cl.toss_order, at.idempotency_key, cl.ckey, cl.order_amount, cl.order_tax_free,
+           cl.name_of_order, cl.email, cl.name, cl.key_id, cl.key_merchant, cl.sealed, cl.key_mid,
+           at.attempt_number
+      FROM attempted at
+      JOIN claimed cl ON cl.pid = at.payment_id
+     ORDER BY at.id;
 END;
 $$;
 
--- Records the outcomes of claimed attempts (one array element per payment)
--- and settles their subscriptions.  The ledger row is completed exactly as
--- the single-charge path does (toss_store_charge_outcome): code and message
--- fall back to the Payment's failure object, Toss's fields are read from
--- the response.  Only attempts still pending, in flight or unknown are
--- touched, so recording an outcome twice changes nothing.
+-- Records the outcomes of attempts (one array element per attempt) and
+-- settles their orders and subscriptions.  Per attempt:
+--   states           done, failed or unknown
+--   responses        the answer as received (bytes, secrets scrubbed)
+--   payments         Toss's Payment, only when it was verified against the
+--                    order (done; or ABORTED for a failure)
+--   holds            why an answer could not be verified: the order is
+--                    held (nothing is posted for it again automatically), a
+--                    discrepancy unverified_answer and an alert record it
+--   reuse_refused    Toss refused to take the order id again and its lookup
+--                    shows no approved payment: the order is closed and the
+--                    next generation of it (a new order id) is made
+-- Only attempts still in flight or unknown are touched, and a paid order
+-- is never changed, so recording an outcome twice changes nothing.
 CREATE OR REPLACE FUNCTION toss_billing._record_outcomes(
-    payment_ids bigint[],
+    attempt_ids bigint[],
     states text[],
     http_statuses integer[],
     failure_classes text[],
     failure_codes text[],
     failure_messages text[],
-    responses jsonb[])
+    responses bytea[],
+    payments jsonb[],
+    holds text[],
+    reuse_refused boolean[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.payment_ids), 0);
+    v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.attempt_ids), 0);
     v_outcomes toss_billing._outcome[];
     v_subscriptions bigint[];
+    r record;
 BEGIN
     IF COALESCE(pg_catalog.cardinality(_record_outcomes.states), 0) <> v_n
        OR COALESCE(pg_catalog.cardinality(_record_outcomes.http_statuses), 0) <> v_n
        OR COALESCE(pg_catalog.cardinality(_record_outcomes.failure_classes), 0) <> v_n
        OR COALESCE(pg_catalog.cardinality(_record_outcomes.failure_codes), 0) <> v_n
        OR COALESCE(pg_catalog.cardinality(_record_outcomes.failure_messages), 0) <> v_n
-       OR COALESCE(pg_catalog.cardinality(_record_outcomes.responses), 0) <> v_n THEN
+       OR COALESCE(pg_catalog.cardinality(_record_outcomes.responses), 0) <> v_n
+       OR COALESCE(pg_catalog.cardinality(_record_outcomes.payments), 0) <> v_n
+       OR COALESCE(pg_catalog.cardinality(_record_outcomes.holds), 0) <> v_n
+       OR COALESCE(pg_catalog.cardinality(_record_outcomes.reuse_refused), 0) <> v_n THEN
         RAISE EXCEPTION 'the outcome arrays must all have the same length' USING ERRCODE = '22023';
     END IF;
     IF v_n = 0 THEN
@@ -164,56 +214,168 @@ BEGIN
         RAISE EXCEPTION 'an outcome state must be done, failed or unknown' USING ERRCODE = '22023';
     END IF;
 
-    -- The subscriptions first, in id order, and only then the payments.
-    -- A claim holds the subscriptions it claimed (FOR UPDATE SKIP LOCKED)
-    -- and its insert may wait for a payment of one of them that is being
-    -- recorded; recording must therefore never hold such a payment while it
-    -- waits for a subscription, or the two deadlock.
+    -- The subscriptions first, in id order, and only then the orders and
+    -- attempts.  A claim holds the subscriptions it claimed (FOR UPDATE SKIP
+    -- LOCKED) and its writes may wait for an order of one of them that is
+    -- being recorded; recording must therefore never hold such an order
+    -- while it waits for a subscription, or the two deadlock.
     PERFORM FROM toss_billing.subscriptions s
-     WHERE s.id = ANY (ARRAY(SELECT p.subscription_id FROM toss_billing.payments p
-                              WHERE p.id = ANY (_record_outcomes.payment_ids)
-                                AND p.subscription_id IS NOT NULL))
+     WHERE s.id = ANY (ARRAY(SELECT p.subscription_id
+                               FROM toss_billing.attempts a
+                               JOIN toss_billing.payments p ON p.id = a.payment_id
+                              WHERE a.id = ANY (_record_outcomes.attempt_ids) AND p.subscription_id IS NOT NULL))
      ORDER BY s.id
        FOR UPDATE;
 
-    WITH given AS (
+    WITH input AS (
         SELECT *
-          FROM unnest(_record_outcomes.payment_ids, _record_outcomes.states, _record_outcomes.http_statuses,
+          FROM unnest(_record_outcomes.attempt_ids, _record_outcomes.states, _record_outcomes.http_statuses,
                       _record_outcomes.failure_classes, _record_outcomes.failure_codes,
-                      _record_outcomes.failure_messages, _record_outcomes.responses)
-               AS i(payment_id, state, http_status, failure_class, failure_code, failure_message, response)),
+                      _record_outcomes.failure_messages, _record_outcomes.responses, _record_outcomes.payments,
+                      _record_outcomes.holds, _record_outcomes.reuse_refused)
+               AS i(attempt_id, state, http_status, failure_class, failure_code, failure_message, response,
+                    payment, hold, reuse_refused)),
+    -- a done outcome counts only with a Payment that answers this order (the
+    -- C side checked it already; the same predicate checks it here, so no
+    -- writer can mark an order paid from an answer that does not match)
+    verified AS (
+        SELECT i.*,
+               CASE WHEN i.state <> 'done' THEN NULL
+                    WHEN i.payment IS NULL THEN 'a done outcome without its Payment'
+                    ELSE NULLIF(pg_catalog.regexp_replace(
+                                    toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid),
+                                    '^unverified: ', ''), 'approved') END AS why,
+               -- a failure's Payment (ABORTED) counts only if it is this order's
+               i.state = 'failed' AND i.payment IS NOT NULL
+               AND toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) = 'failed' AS failure_verified
+          FROM input i
+          LEFT JOIN toss_billing.attempts a ON a.id = i.attempt_id
+          LEFT JOIN toss_billing.payments p ON p.id = a.payment_id
+          LEFT JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id),
+    given AS (
+        SELECT v.attempt_id,
+               CASE WHEN v.why IS NULL THEN v.state ELSE 'unknown' END AS state,
+               v.http_status,
+               CASE WHEN v.why IS NULL THEN v.failure_class ELSE 'outcome_unknown' END AS failure_class,
+               v.failure_code,
+               CASE WHEN v.why IS NULL THEN v.failure_message
+                    ELSE 'toss''s answer does not match the order: ' || v.why END AS failure_message,
+               v.response,
+               CASE WHEN v.state = 'done' AND v.why IS NULL THEN v.payment
+                    WHEN v.failure_verified THEN v.payment END AS payment,
+               COALESCE(v.why, v.hold) AS hold,
+               v.reuse_refused
+          FROM verified v),
     still_open AS (
-        SELECT p.id, p.state
-          FROM toss_billing.payments p
-         WHERE p.id = ANY (_record_outcomes.payment_ids)
-           AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown'])
-         ORDER BY p.id
+        SELECT a.id, a.state
+          FROM toss_billing.attempts a
+         WHERE a.id = ANY (_record_outcomes.attempt_ids)
+           AND a.state = ANY (ARRAY['in_flight', 'unknown'])
+         ORDER BY a.id
            FOR UPDATE),
-    recorded AS (
-        UPDATE toss_billing.payments p
+    attempts_recorded AS (
+        UPDATE toss_billing.attempts a
            SET state = i.state,
                http_status = NULLIF(i.http_status, 0),
-               failure_class = i.failure_class,
-               failure_code = COALESCE(i.failure_code, i.response->'failure'->>'code'),
-               failure_message = COALESCE(i.failure_message, i.response->'failure'->>'message'),
-               toss_status = i.response->>'status',
-               payment_key = i.response->>'paymentKey',
-               total_amount = (i.response->>'totalAmount')::bigint,
-               balance_amount = (i.response->>'balanceAmount')::bigint,
-               supplied_amount = (i.response->>'suppliedAmount')::bigint,
-               vat = (i.response->>'vat')::bigint,
-               requested_at = (i.response->>'requestedAt')::timestamptz,
-               approved_at = (i.response->>'approvedAt')::timestamptz,
-               response = i.response,
+               failure_class = CASE WHEN i.state = 'done' THEN NULL ELSE i.failure_class END,
+               failure_code = CASE WHEN i.state = 'done' THEN NULL
+                                   ELSE COALESCE(i.failure_code, i.payment->'failure'->>'code') END,
+               failure_message = CASE WHEN i.state = 'done' THEN NULL
+                                      ELSE COALESCE(i.failure_message, i.payment->'failure'->>'message') END,
+               response = COALESCE(i.response, a.response),
                updated_at = pg_catalog.now()
           FROM given i, still_open o
-         WHERE p.id = i.payment_id AND o.id = i.payment_id
-        RETURNING ROW(p.id, p.subscription_id, p.period_number, p.attempt_number, p.amount, o.state, p.state,
-                      p.failure_class, p.failure_code, p.failure_message)::toss_billing._outcome AS outcome)
-    SELECT pg_catalog.array_agg(r.outcome) INTO v_outcomes FROM recorded r;
+         WHERE a.id = i.attempt_id AND o.id = i.attempt_id
+        RETURNING a.id, a.payment_id, a.attempt_number, a.billing_key_id, o.state AS from_state, a.state,
+                  a.failure_class, a.failure_code, a.failure_message, a.http_status),
+    orders_recorded AS (
+        UPDATE toss_billing.payments p
+           SET state = CASE ar.state
+                           WHEN 'done' THEN 'done'
+                           WHEN 'unknown' THEN 'unknown'
+                           ELSE CASE WHEN i.reuse_refused OR p.subscription_id IS NULL THEN 'failed' ELSE 'pending' END
+                       END,
+               http_status = ar.http_status,
+               failure_class = ar.failure_class,
+               failure_code = ar.failure_code,
+               failure_message = CASE WHEN i.reuse_refused
+                                      THEN 'toss refuses to take this order id again and holds no approved payment for it; a new order id replaces it'
+                                      ELSE ar.failure_message END,
+               -- a verified answer (paid, or a failed Payment of this order)
+               -- releases a hold; anything else keeps it
+               hold_reason = CASE WHEN ar.state = 'done' OR (ar.state = 'failed' AND i.payment IS NOT NULL) THEN NULL
+                                  ELSE COALESCE(i.hold, p.hold_reason) END,
+               toss_status = CASE WHEN i.payment IS NOT NULL THEN i.payment->>'status' ELSE p.toss_status END,
+               payment_key = CASE WHEN ar.state = 'done' THEN i.payment->>'paymentKey' ELSE p.payment_key END,
+               total_amount = CASE WHEN ar.state = 'done' THEN (i.payment->>'totalAmount')::bigint ELSE p.total_amount END,
+               balance_amount = CASE WHEN ar.state = 'done' THEN (i.payment->>'balanceAmount')::bigint ELSE p.balance_amount END,
+               supplied_amount = CASE WHEN ar.state = 'done' THEN (i.payment->>'suppliedAmount')::bigint ELSE p.supplied_amount END,
+               vat = CASE WHEN ar.state = 'done' THEN (i.payment->>'vat')::bigint ELSE p.vat END,
+               requested_at = CASE WHEN ar.state = 'done' THEN (i.payment->>'requestedAt')::timestamptz ELSE p.requested_at END,
+               approved_at = CASE WHEN ar.state = 'done' THEN (i.payment->>'approvedAt')::timestamptz ELSE p.approved_at END,
+               response = CASE WHEN i.payment IS NOT NULL THEN i.payment ELSE p.response END,
+               updated_at = pg_catalog.now()
+          FROM attempts_recorded ar, given i
+         WHERE p.id = ar.payment_id AND i.attempt_id = ar.id AND p.state <> 'done'
+        RETURNING p.id, p.subscription_id, p.period_number, p.amount, p.order_id, p.customer_id, p.obligation,
+                  p.generation, p.state AS order_state, p.hold_reason, i.hold, i.reuse_refused, i.payment,
+                  ar.id AS attempt_id, ar.attempt_number, ar.from_state, ar.state AS attempt_state,
+                  ar.failure_class, ar.failure_code, ar.failure_message, ar.billing_key_id)
+    SELECT pg_catalog.array_agg(ROW(o.attempt_id, o.id, o.subscription_id, o.period_number, o.attempt_number, o.amount,
+                                    o.from_state, o.attempt_state, o.failure_class, o.failure_code,
+                                    o.failure_message, o.billing_key_id, o.reuse_refused)::toss_billing._outcome
+                                ORDER BY o.id),
+           pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL)
+      INTO v_outcomes, v_subscriptions
+      FROM orders_recorded o;
 
-    SELECT pg_catalog.array_agg(DISTINCT o.subscription_id) INTO v_subscriptions
-      FROM unnest(v_outcomes) o WHERE o.subscription_id IS NOT NULL;
+    IF v_outcomes IS NULL THEN
+        RETURN;
+    END IF;
+
+    FOR r IN SELECT p.*, a.id AS attempt_id, o.reuse_refused, o.state AS outcome_state
+               FROM unnest(v_outcomes) o
+               JOIN toss_billing.payments p ON p.id = o.payment_id
+               JOIN toss_billing.attempts a ON a.id = o.attempt_id
+              WHERE o.reuse_refused OR (o.state = 'unknown' AND p.hold_reason IS NOT NULL)
+                 OR (o.state = 'done' AND p.toss_status = ANY (ARRAY['CANCELED', 'PARTIAL_CANCELED']))
+              ORDER BY p.id
+    LOOP
+        IF r.reuse_refused THEN
+            -- the next generation of the order: a new order id for the same obligation
+            INSERT INTO toss_billing.payments
+                   (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
+                    tax_free_amount, customer_email, customer_name, requested_by, subscription_id, period_number,
+                    generation)
+            VALUES (CASE WHEN r.subscription_id IS NOT NULL
+                         THEN pg_catalog.format('sub%s-p%s-a%s-%s', r.subscription_id, r.period_number,
+                                                r.generation + 1, toss_billing._order_tag())
+                         ELSE pg_catalog.format('%s-r%s-%s', pg_catalog.left(pg_catalog.substr(r.obligation, 8), 48),
+                                                r.generation + 1, pg_catalog.substr(pg_catalog.md5(r.obligation), 1, 6))
+                    END,
+                    r.obligation, r.customer_id, r.billing_key_id, r.merchant, 'pending', r.order_name, r.amount,
+                    r.tax_free_amount, r.customer_email, r.customer_name, r.requested_by, r.subscription_id,
+                    r.period_number, r.generation + 1)
+            ON CONFLICT DO NOTHING;
+        ELSIF r.outcome_state = 'unknown' THEN
+            PERFORM toss_billing._open_discrepancy('unverified_answer', r.order_id, r.payment_key, 'unknown', r.toss_status,
+                                                   r.amount, NULL,
+                                                   pg_catalog.jsonb_build_object(
+                                                       'attempt_id', r.attempt_id, 'why', r.hold_reason,
+                                                       'hint', 'Toss''s answer did not match the order, so nothing is posted for it again automatically. Look the order up at Toss, then resolve this discrepancy.'));
+            INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, payment_id, type, from_status,
+                                             to_status, reason, detail)
+            SELECT CASE WHEN s.id IS NULL THEN toss_billing.now() ELSE toss_billing.subscription_now(s.id) END, s.id,
+                   r.customer_id, r.id, 'alert',
+                   s.status, s.status, 'an answer from toss did not match the order; the order is held',
+                   pg_catalog.jsonb_build_object('order_id', r.order_id, 'why', r.hold_reason)
+              FROM (SELECT r.subscription_id AS id) x
+              LEFT JOIN toss_billing.subscriptions s ON s.id = x.id;
+        ELSE
+            PERFORM toss_billing._sync_cancels(r.id, r.response);
+        END IF;
+    END LOOP;
+
     IF v_subscriptions IS NULL THEN
         RETURN;
     END IF;
@@ -225,9 +387,36 @@ BEGIN
 END;
 $$;
 
+-- Parks an outcome that could not be recorded (the recorder's last resort,
+-- after the batch and the row alone failed): the attempt and its order
+-- become unknown with the error, to be looked up at Toss again by the next
+-- runs; nothing is lost and no other row waits for it.
+CREATE OR REPLACE FUNCTION toss_billing._park_outcome(attempt_id bigint, error text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_message text := pg_catalog.left('the outcome could not be recorded: ' || COALESCE(_park_outcome.error, ''), 2000);
+    v_payment bigint;
+BEGIN
+    UPDATE toss_billing.attempts a
+       SET state = 'unknown', failure_class = 'outcome_unknown', failure_code = NULL, failure_message = v_message,
+           updated_at = pg_catalog.now()
+     WHERE a.id = _park_outcome.attempt_id AND a.state = ANY (ARRAY['in_flight', 'unknown'])
+    RETURNING a.payment_id INTO v_payment;
+    UPDATE toss_billing.payments p
+       SET state = 'unknown', failure_class = 'outcome_unknown', failure_code = NULL, failure_message = v_message,
+           updated_at = pg_catalog.now()
+     WHERE p.id = v_payment AND p.state = ANY (ARRAY['in_flight', 'pending']);
+END;
+$$;
+
 -- The runner: CALL toss_billing.run_due() claims due periods, calls Toss
 -- for them concurrently (libcurl multi) and records the outcomes, committing
 -- its own transactions, so it must be CALLed outside a transaction block.
+-- (A procedure that commits cannot carry a SET clause: its C code runs
+-- each of its statements with search_path = pg_catalog, pg_temp.)
 -- The INOUT parameters only carry the summary back (a procedure's OUT
 -- parameters cannot follow ones with defaults): claimed, done, failed,
 -- unknown, throttled attempts and the elapsed milliseconds.

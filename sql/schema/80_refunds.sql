@@ -9,7 +9,9 @@
 -- made outside toss_cancel (Toss's console, another system) is recorded
 -- from Toss's Payment when a webhook or reconcile shows it: it has no
 -- idempotency key and no requested_by.  requested_amount NULL = the whole
--- remaining balance.
+-- remaining balance.  response is Toss's Payment after the cancel, only when
+-- it was verified against the payment; raw_response the answer as received
+-- (bytes, secrets scrubbed); deadline by when the cancel's call is over.
 CREATE TABLE toss_billing.cancels (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     payment_id        bigint NOT NULL REFERENCES toss_billing.payments (id),
@@ -35,9 +37,13 @@ CREATE TABLE toss_billing.cancels (
     next_resolve_at   timestamptz,
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    customer_id       bigint REFERENCES toss_billing.customers (id),
+    deadline          timestamptz,
+    raw_response      bytea,
     CONSTRAINT cancels_outside_toss_cancel_done CHECK (idempotency_key IS NOT NULL OR state OPERATOR(pg_catalog.=) 'done')
 );
 CREATE INDEX cancels_payment ON toss_billing.cancels (payment_id);
+CREATE INDEX cancels_customer ON toss_billing.cancels (customer_id);
 CREATE UNIQUE INDEX cancels_transaction_key ON toss_billing.cancels (transaction_key)
     WHERE transaction_key IS NOT NULL;
 CREATE INDEX cancels_open ON toss_billing.cancels (updated_at)
@@ -55,9 +61,9 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, payment_id, type, from_status, to_status,
-                                     reason, detail)
-    SELECT COALESCE(tc.now_at, toss_billing.now()), s.id, p.id, 'payment_refunded', s.status, s.status,
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, payment_id, type, from_status,
+                                     to_status, reason, detail)
+    SELECT COALESCE(tc.now_at, toss_billing.now()), s.id, s.customer_id, p.id, 'payment_refunded', s.status, s.status,
            CASE WHEN p.balance_amount = 0 THEN 'payment fully refunded' ELSE 'payment partially refunded' END,
            pg_catalog.jsonb_build_object('cancel_id', c.id, 'period_number', p.period_number,
                                          'amount', c.canceled_amount, 'balance_amount', p.balance_amount,
@@ -120,10 +126,12 @@ BEGIN
              WHERE c.id = v_open;
             v_id := v_open;
         ELSE
-            INSERT INTO toss_billing.cancels (payment_id, idempotency_key, requested_amount, reason, state,
-                                              requested_by, transaction_key, canceled_amount, canceled_at, response,
-                                              caller_pid, caller_started_at)
-            VALUES (_sync_cancels.payment_id, NULL, NULLIF(e.amount, 0),
+            INSERT INTO toss_billing.cancels (payment_id, customer_id, idempotency_key, requested_amount, reason,
+                                              state, requested_by, transaction_key, canceled_amount, canceled_at,
+                                              response, caller_pid, caller_started_at)
+            VALUES (_sync_cancels.payment_id,
+                    (SELECT p.customer_id FROM toss_billing.payments p WHERE p.id = _sync_cancels.payment_id),
+                    NULL, NULLIF(e.amount, 0),
                     pg_catalog.left(COALESCE(NULLIF(e.reason, ''), 'canceled outside toss_billing'), 200), 'done',
                     NULL, e.transaction_key, e.amount, e.canceled_at, _sync_cancels.payment, NULL, NULL)
             RETURNING id INTO v_id;
@@ -143,10 +151,13 @@ $$;
 -- flight or unknown already hold (an open full cancel holds all of it).
 -- With such cancels open, a full cancel is sent as a cancel of what they
 -- leave.  Returns the row's id, the payment key and merchant to call, the
--- Idempotency-Key, and the amount to send (NULL: a full cancel).  The C
--- worker commits this before calling Toss.
-CREATE OR REPLACE FUNCTION toss_billing._cancel_intent(payment text, reason text, amount bigint, requested_by name)
-RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text, cancel_amount bigint)
+-- Idempotency-Key, the amount to send (NULL: a full cancel), and what
+-- Toss's answer must match (the order id, its total, the merchant's mId).
+-- The C worker commits this before calling Toss.
+CREATE OR REPLACE FUNCTION toss_billing._cancel_intent(payment text, reason text, amount bigint, requested_by name,
+                                                        call_timeout interval DEFAULT '65 seconds')
+RETURNS TABLE(cancel_id bigint, payment_key text, idempotency_key text, merchant text, cancel_amount bigint,
+              order_id text, total_amount bigint, mid text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -220,11 +231,15 @@ BEGIN
 
     v_send := CASE WHEN _cancel_intent.amount IS NOT NULL THEN _cancel_intent.amount
                    WHEN v_held > 0 THEN v_left END;
-    INSERT INTO toss_billing.cancels (payment_id, idempotency_key, requested_amount, reason, state, requested_by)
-    VALUES (v_p.id, v_key, v_send, _cancel_intent.reason, 'in_flight',
-            COALESCE(_cancel_intent.requested_by, CURRENT_USER))
+    INSERT INTO toss_billing.cancels (payment_id, customer_id, idempotency_key, requested_amount, reason, state,
+                                      requested_by, deadline)
+    VALUES (v_p.id, v_p.customer_id, v_key, v_send, _cancel_intent.reason, 'in_flight',
+            COALESCE(_cancel_intent.requested_by, CURRENT_USER),
+            pg_catalog.now() + 2 * COALESCE(_cancel_intent.call_timeout, '65 seconds'))
     RETURNING id INTO v_id;
-    RETURN QUERY SELECT v_id, v_p.payment_key, v_key, v_p.merchant, v_send;
+    RETURN QUERY SELECT v_id, v_p.payment_key, v_key, v_p.merchant, v_send, v_p.order_id,
+                        COALESCE(v_p.total_amount, v_p.amount),
+                        (SELECT bk.mid FROM toss_billing.billing_keys bk WHERE bk.id = v_p.billing_key_id);
 END;
 $$;
 
@@ -244,7 +259,8 @@ CREATE OR REPLACE FUNCTION toss_billing._cancel_outcome(
     failure_class text,
     failure_code text,
     failure_message text,
-    response jsonb)
+    response jsonb,
+    raw_response bytea DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -252,6 +268,7 @@ AS $$
 DECLARE
     v_c toss_billing.cancels;
     v_entry jsonb;
+    v_why text;
 BEGIN
     IF _cancel_outcome.state IS NULL OR _cancel_outcome.state <> ALL (ARRAY['done', 'failed', 'unknown']) THEN
         RAISE EXCEPTION 'a cancel outcome state must be done, failed or unknown' USING ERRCODE = '22023';
@@ -268,7 +285,33 @@ BEGIN
         RETURN;
     END IF;
 
+    -- a done cancel counts only with a Payment that is this payment's,
+    -- checked by the same predicate as charges (a cancelled payment is an
+    -- approved one); anything else leaves the cancel unknown, looked up again
     IF _cancel_outcome.state = 'done' THEN
+        SELECT CASE WHEN _cancel_outcome.response IS NULL THEN 'a done cancel without its Payment'
+                    WHEN _cancel_outcome.response->>'paymentKey' IS DISTINCT FROM p.payment_key
+                        THEN 'paymentKey is not the payment''s'
+                    ELSE NULLIF(pg_catalog.regexp_replace(
+                                    toss_billing._verify_payment(_cancel_outcome.response, p.order_id, p.amount, bk.mid),
+                                    '^unverified: ', ''), 'approved') END
+          INTO v_why
+          FROM toss_billing.payments p
+          LEFT JOIN toss_billing.billing_keys bk ON bk.id = p.billing_key_id
+         WHERE p.id = v_c.payment_id;
+        IF v_why IS NOT NULL THEN
+            UPDATE toss_billing.cancels c
+               SET state = 'unknown', http_status = NULLIF(_cancel_outcome.http_status, 0),
+                   failure_class = 'outcome_unknown', failure_code = NULL,
+                   failure_message = 'toss''s answer does not match the payment: ' || v_why,
+                   raw_response = COALESCE(_cancel_outcome.raw_response, c.raw_response), updated_at = pg_catalog.now()
+             WHERE c.id = v_c.id;
+            PERFORM toss_billing._open_discrepancy('unverified_answer', p.order_id, p.payment_key, p.state, NULL,
+                                                   p.amount, NULL,
+                                                   pg_catalog.jsonb_build_object('cancel_id', v_c.id, 'why', v_why))
+               FROM toss_billing.payments p WHERE p.id = v_c.payment_id;
+            RETURN;
+        END IF;
         IF pg_catalog.jsonb_typeof(_cancel_outcome.response->'cancels') = 'array' THEN
             SELECT x.value INTO v_entry
               FROM pg_catalog.jsonb_array_elements(_cancel_outcome.response->'cancels') WITH ORDINALITY AS x(value, n)
@@ -286,10 +329,11 @@ BEGIN
                transaction_key = v_entry->>'transactionKey',
                canceled_amount = COALESCE(pg_catalog.abs((v_entry->>'cancelAmount')::bigint), c.requested_amount),
                canceled_at = COALESCE((v_entry->>'canceledAt')::timestamptz, pg_catalog.now()),
-               response = _cancel_outcome.response, updated_at = pg_catalog.now()
+               response = _cancel_outcome.response,
+               raw_response = COALESCE(_cancel_outcome.raw_response, c.raw_response), updated_at = pg_catalog.now()
          WHERE c.id = v_c.id;
         IF _cancel_outcome.response IS NOT NULL THEN
-            PERFORM toss_billing._store_payment_state(v_c.payment_id, _cancel_outcome.response);
+            PERFORM toss_billing._record_payment_state(v_c.payment_id, _cancel_outcome.response);
             PERFORM toss_billing._sync_cancels(v_c.payment_id, _cancel_outcome.response);
         END IF;
         PERFORM toss_billing._refund_events(ARRAY[v_c.id]);
@@ -299,7 +343,8 @@ BEGIN
                failure_class = _cancel_outcome.failure_class,
                failure_code = COALESCE(_cancel_outcome.failure_code, _cancel_outcome.response->>'code'),
                failure_message = COALESCE(_cancel_outcome.failure_message, _cancel_outcome.response->>'message'),
-               response = _cancel_outcome.response, updated_at = pg_catalog.now()
+               response = _cancel_outcome.response,
+               raw_response = COALESCE(_cancel_outcome.raw_response, c.raw_response), updated_at = pg_catalog.now()
          WHERE c.id = v_c.id;
     END IF;
 END;
@@ -317,5 +362,6 @@ GRANT EXECUTE ON FUNCTION toss_billing.toss_cancel(text, text, bigint) TO toss_b
 -- Everything but the Idempotency-Key (a replay token).
 GRANT SELECT (id, payment_id, requested_amount, reason, state, requested_by, transaction_key, canceled_amount,
               canceled_at, failure_class, failure_code, failure_message, http_status, response, caller_pid,
-              caller_started_at, resolve_attempts, next_resolve_at, created_at, updated_at)
+              caller_started_at, resolve_attempts, next_resolve_at, created_at, updated_at, customer_id, deadline,
+              raw_response)
     ON toss_billing.cancels TO toss_billing_operator, toss_billing_auditor;

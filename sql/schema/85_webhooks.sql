@@ -31,15 +31,18 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'toss_fetch_payment';
 
 -- Applies a Payment object Toss returned (never a webhook's payload: the
--- caller fetched it) to the ledger row found by paymentKey or orderId.
--- Returns what it did, as text:
---   applied:   a done row took the status, balance and response, and the
---              cancels it lacked (cancels made outside toss_cancel too);
---              an unknown attempt Toss approved became done (settling its
---              subscription, as _record_outcomes does)
---   conflict:  the ledger and Toss disagree in a way only a person should
---              settle (ledger failed but Toss approved; ledger done but
---              Toss aborted; another payment key): a discrepancy is opened
+-- caller fetched it) to the ledger's order found by paymentKey or orderId,
+-- once it is verified against that order (_verify_payment).  Returns what
+-- it did, as text:
+--   applied:   a paid order took the status, balance and response, and the
+--              cancels it lacked (cancels made outside toss_cancel too); an
+--              order Toss approved that the ledger held as unknown, owed or
+--              failed (its answer lost, or a lie) became paid, settling its
+--              subscription as _record_outcomes does
+--   conflict:  the Payment does not match the order (unverified_answer),
+--              another payment key, the ledger paid but Toss aborted, or the
+--              obligation already paid under another order: a discrepancy
+--              is opened for a person to settle
 --   ignored:   not in the ledger, in flight (its caller records it), or a
 --              status that changes nothing
 CREATE OR REPLACE FUNCTION toss_billing._apply_payment_state(payment jsonb)
@@ -52,8 +55,13 @@ DECLARE
     v_key text := v_pay->>'paymentKey';
     v_order text := v_pay->>'orderId';
     v_status text := v_pay->>'status';
-    v_approved boolean;
+    v_id bigint;
+    v_sub bigint;
     v_p toss_billing.payments;
+    v_mid text;
+    v_verdict text;
+    v_attempt bigint;
+    v_other bigint;
     v_n integer;
 BEGIN
     IF pg_catalog.jsonb_typeof(v_pay) IS DISTINCT FROM 'object' THEN
@@ -63,51 +71,111 @@ BEGIN
     IF v_key IS NULL AND v_order IS NULL THEN
         RAISE EXCEPTION 'payment has neither paymentKey nor orderId' USING ERRCODE = '22023';
     END IF;
-    v_approved := v_status = ANY (ARRAY['DONE', 'CANCELED', 'PARTIAL_CANCELED']);
 
-    SELECT * INTO v_p FROM toss_billing.payments p WHERE p.payment_key = v_key FOR UPDATE;
+    SELECT p.id, p.subscription_id INTO v_id, v_sub FROM toss_billing.payments p WHERE p.payment_key = v_key;
     IF NOT FOUND THEN
-        SELECT * INTO v_p FROM toss_billing.payments p WHERE p.order_id = v_order FOR UPDATE;
+        SELECT p.id, p.subscription_id INTO v_id, v_sub FROM toss_billing.payments p WHERE p.order_id = v_order;
     END IF;
-    IF NOT FOUND THEN
+    IF v_id IS NULL THEN
         RETURN pg_catalog.format('ignored: payment %s (order %s) is not in the ledger', v_key, v_order);
     END IF;
+    -- the subscription first, then the order: the order every recording takes
+    PERFORM FROM toss_billing.subscriptions s WHERE s.id = v_sub FOR UPDATE;
+    SELECT * INTO v_p FROM toss_billing.payments p WHERE p.id = v_id FOR UPDATE;
+
     IF v_p.payment_key IS NOT NULL AND v_key IS DISTINCT FROM v_p.payment_key THEN
         PERFORM toss_billing._open_discrepancy('payment_key_mismatch', v_p.order_id, v_key, v_p.state, v_status,
-                                               v_p.amount, (v_pay->>'totalAmount')::bigint,
+                                               v_p.amount, NULL,
                                                pg_catalog.jsonb_build_object('ledger_payment_key', v_p.payment_key,
                                                                              'source', 'toss payment'));
         RETURN pg_catalog.format('conflict: order %s has payment key %s in the ledger, %s at toss',
                                  v_p.order_id, v_p.payment_key, v_key);
     END IF;
+    SELECT bk.mid INTO v_mid FROM toss_billing.billing_keys bk WHERE bk.id = v_p.billing_key_id;
+    v_verdict := toss_billing._verify_payment(v_pay, v_p.order_id, v_p.amount, v_mid);
+    IF v_verdict LIKE 'unverified%' THEN
+        PERFORM toss_billing._open_discrepancy('unverified_answer', v_p.order_id, v_key, v_p.state, v_status,
+                                               v_p.amount, NULL,
+                                               pg_catalog.jsonb_build_object('source', 'toss payment', 'why', v_verdict));
+        -- an unknown order is held: its lookups go on, nothing is posted again
+        UPDATE toss_billing.payments p
+           SET hold_reason = pg_catalog.regexp_replace(v_verdict, '^unverified: ', ''), updated_at = pg_catalog.now()
+         WHERE p.id = v_p.id AND p.state = 'unknown' AND p.hold_reason IS NULL;
+        RETURN pg_catalog.format('conflict: toss''s payment for order %s does not match the order (%s)',
+                                 v_p.order_id, v_verdict);
+    END IF;
 
-    IF v_p.state = 'done' AND v_approved THEN
-        PERFORM toss_billing._store_payment_state(v_p.id, v_pay);
-        v_n := toss_billing._sync_cancels(v_p.id, v_pay);
-        SELECT * INTO v_p FROM toss_billing.payments p WHERE p.id = v_p.id;
-        RETURN pg_catalog.format('applied: payment %s is %s with a balance of %s KRW%s', v_p.order_id,
-                                 v_p.toss_status, v_p.balance_amount,
-                                 CASE WHEN v_n > 0 THEN pg_catalog.format('; %s cancel(s) recorded', v_n) ELSE '' END);
-    ELSIF v_p.state = 'unknown' AND v_approved THEN
-        PERFORM toss_billing._record_outcomes(ARRAY[v_p.id], ARRAY['done'], ARRAY[0], ARRAY[NULL::text],
-                                              ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[v_pay]);
-        v_n := toss_billing._sync_cancels(v_p.id, v_pay);
-        RETURN pg_catalog.format('applied: the unknown attempt %s is done (%s)%s', v_p.order_id, v_status,
-                                 CASE WHEN v_n > 0 THEN pg_catalog.format('; %s cancel(s) recorded', v_n) ELSE '' END);
-    ELSIF (v_p.state = 'failed' AND v_approved)
-          OR (v_p.state = 'done' AND v_status = ANY (ARRAY['ABORTED', 'EXPIRED'])) THEN
+    IF v_verdict = 'approved' THEN
+        IF v_p.state = 'done' THEN
+            PERFORM toss_billing._record_payment_state(v_p.id, v_pay);
+            v_n := toss_billing._sync_cancels(v_p.id, v_pay);
+            SELECT * INTO v_p FROM toss_billing.payments p WHERE p.id = v_p.id;
+            RETURN pg_catalog.format('applied: payment %s is %s with a balance of %s KRW%s', v_p.order_id,
+                                     v_p.toss_status, v_p.balance_amount,
+                                     CASE WHEN v_n > 0 THEN pg_catalog.format('; %s cancel(s) recorded', v_n) ELSE '' END);
+        END IF;
+        IF v_p.state = 'in_flight' THEN
+            RETURN pg_catalog.format('ignored: %s is in flight; its caller records the outcome', v_p.order_id);
+        END IF;
+        -- Toss approved an order the ledger holds as unknown, owed or failed
+        -- (a charge whose answer was lost or lied): it is paid, once.  An
+        -- obligation already paid by another order was charged twice.
+        SELECT p.id INTO v_other FROM toss_billing.payments p
+         WHERE p.obligation = v_p.obligation AND p.id <> v_p.id
+           AND p.state = ANY (ARRAY['in_flight', 'unknown', 'done'])
+         LIMIT 1;
+        IF v_other IS NOT NULL AND v_p.state <> 'unknown' THEN
+            PERFORM toss_billing._open_discrepancy('duplicate_charge', v_p.order_id, v_key, v_p.state, v_status,
+                                                   v_p.amount, toss_billing._json_int(v_pay->'totalAmount'),
+                                                   pg_catalog.jsonb_build_object(
+                                                       'other_payment_id', v_other, 'obligation', v_p.obligation,
+                                                       'hint', 'The obligation was charged twice; refund one of them with toss_billing.toss_cancel().'));
+            RETURN pg_catalog.format('conflict: %s was approved at toss, but its obligation is already paid or in flight under another order',
+                                     v_p.order_id);
+        END IF;
+        -- a later order of the same obligation that is only owed (the next
+        -- generation, made when Toss refused this order id) is not needed
+        -- any more: this one is paid
+        UPDATE toss_billing.payments p
+           SET state = 'failed', failure_class = NULL, failure_code = NULL,
+               failure_message = pg_catalog.format('not needed: order %s of the same obligation was paid', v_p.order_id),
+               updated_at = pg_catalog.now()
+         WHERE p.obligation = v_p.obligation AND p.id <> v_p.id AND p.state = 'pending';
+        SELECT a.id INTO v_attempt FROM toss_billing.attempts a
+         WHERE a.payment_id = v_p.id ORDER BY (a.state = 'unknown') DESC, a.attempt_number DESC LIMIT 1 FOR UPDATE;
+        IF v_attempt IS NULL THEN
+            RETURN pg_catalog.format('ignored: order %s has no attempt to settle', v_p.order_id);
+        END IF;
+        IF v_p.state <> 'unknown' THEN
+            -- the attempt that was recorded as failed made the charge
+            UPDATE toss_billing.attempts a SET state = 'unknown', updated_at = pg_catalog.now() WHERE a.id = v_attempt;
+            UPDATE toss_billing.payments p SET state = 'unknown', updated_at = pg_catalog.now() WHERE p.id = v_p.id;
+            INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, payment_id, type, from_status,
+                                             to_status, reason, detail)
+            SELECT CASE WHEN s.id IS NULL THEN toss_billing.now() ELSE toss_billing.subscription_now(s.id) END, s.id,
+                   v_p.customer_id, v_p.id, 'alert', s.status, s.status,
+                   'toss approved an order the ledger had recorded as not paid; it is paid now',
+                   pg_catalog.jsonb_build_object('order_id', v_p.order_id, 'ledger_state', v_p.state,
+                                                 'failure_code', v_p.failure_code)
+              FROM (SELECT v_p.subscription_id AS id) x LEFT JOIN toss_billing.subscriptions s ON s.id = x.id;
+        END IF;
+        PERFORM toss_billing._record_outcomes(ARRAY[v_attempt], ARRAY['done'], ARRAY[0], ARRAY[NULL::text],
+                                              ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::bytea], ARRAY[v_pay],
+                                              ARRAY[NULL::text], ARRAY[false]);
+        RETURN pg_catalog.format('applied: %s is done (%s, was %s)', v_p.order_id, v_status, v_p.state);
+    END IF;
+
+    -- failed (ABORTED, EXPIRED)
+    IF v_p.state = 'done' THEN
         PERFORM toss_billing._open_discrepancy('state_mismatch', v_p.order_id, v_key, v_p.state, v_status,
-                                               v_p.amount, (v_pay->>'totalAmount')::bigint,
+                                               v_p.amount, toss_billing._json_int(v_pay->'totalAmount'),
                                                pg_catalog.jsonb_build_object('source', 'toss payment',
                                                                              'failure_code', v_p.failure_code));
         RETURN pg_catalog.format('conflict: the ledger has %s as %s, toss as %s', v_p.order_id, v_p.state, v_status);
-    ELSIF v_p.state = ANY (ARRAY['pending', 'in_flight']) THEN
-        RETURN pg_catalog.format('ignored: %s is in flight; its caller records the outcome', v_p.order_id);
-    ELSE
-        RETURN pg_catalog.format('ignored: toss status %s leaves the %s attempt %s as it is%s', v_status, v_p.state,
-                                 v_p.order_id,
-                                 CASE WHEN v_p.state = 'unknown' THEN '; the runner resolves it by order id' ELSE '' END);
     END IF;
+    RETURN pg_catalog.format('ignored: toss status %s leaves the %s order %s as it is%s', v_status, v_p.state,
+                             v_p.order_id,
+                             CASE WHEN v_p.state = 'unknown' THEN '; the runner resolves it by order id' ELSE '' END);
 END;
 $$;
 

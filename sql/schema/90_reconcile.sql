@@ -9,9 +9,11 @@ CREATE TABLE toss_billing.discrepancies (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     detected_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     kind          text NOT NULL
+                  CONSTRAINT discrepancies_kind_check
                   CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['missing_in_ledger', 'state_mismatch', 'amount_mismatch',
                                                                 'payment_key_mismatch', 'missing_at_toss', 'cancel_missing',
-                                                                'cancel_amount_mismatch', 'duplicate_charge'])),
+                                                                'cancel_amount_mismatch', 'duplicate_charge',
+                                                                'unverified_answer', 'foreign_payment'])),
     order_id      text NOT NULL,
     payment_key   text,
     ledger_state  text,
@@ -88,14 +90,17 @@ DECLARE
                         THEN _recover_payment.item->'payment' END;
     v_order text := _recover_payment.item->>'orderId';
     v_key text := _recover_payment.item->>'paymentKey';
-    v_amount bigint := COALESCE((v_pay->>'totalAmount')::bigint, pg_catalog.abs((_recover_payment.item->>'amount')::bigint));
-    v_tag text := (SELECT i.order_tag FROM toss_billing.installation i);
+    v_amount bigint := COALESCE(toss_billing._json_int(v_pay->'totalAmount'),
+                                pg_catalog.abs(toss_billing._json_int(_recover_payment.item->'amount')));
+    v_tag text := toss_billing._order_tag();
     v_customer bigint;
     v_m text[];
     v_sub toss_billing.subscriptions;
     v_linked boolean := false;
     v_duplicate bigint;
     v_order_name text;
+    v_price bigint;
+    v_verdict text;
     v_id bigint;
 BEGIN
     IF v_order IS NULL OR v_order !~ '^[A-Za-z0-9_-]{6,64}$' OR v_amount IS NULL OR v_amount < 100 THEN
@@ -110,15 +115,59 @@ BEGIN
     SELECT c.id INTO v_customer FROM toss_billing.customers c
      WHERE c.customer_key = _recover_payment.item->>'customerKey';
 
+    -- whose money is it?  This installation's order ids end with its tag
+    -- (subscriptions: sub<id>-p<n>-a<k>-<tag>; toss_charge's default:
+    -- tb<tag>-<uuid>).  Anything else under the merchant was made by
+    -- another database or at Toss directly: not revenue of this ledger.
     v_m := pg_catalog.regexp_match(v_order, '^sub([0-9]{1,18})-p([0-9]{1,9})-a([0-9]{1,9})-([a-z0-9]{8})$');
-    IF v_m IS NOT NULL AND v_m[4] = v_tag THEN
+    IF NOT ((v_m IS NOT NULL AND v_m[4] = v_tag) OR pg_catalog.starts_with(v_order, 'tb' || v_tag || '-')) THEN
+        PERFORM toss_billing._open_discrepancy('foreign_payment', v_order, v_key, NULL,
+                                               _recover_payment.item->>'status', NULL, v_amount,
+                                               pg_catalog.jsonb_build_object(
+                                                   'transaction_key', _recover_payment.item->>'transactionKey',
+                                                   'customer_key', _recover_payment.item->>'customerKey',
+                                                   'customer_id', v_customer,
+                                                   'hint', 'Toss holds a payment under this merchant that this installation did not make (another database, or Toss''s console). It is not recorded as revenue here.'));
+        RETURN NULL;
+    END IF;
+    IF v_pay IS NOT NULL THEN
+        -- the Payment must answer the transaction Toss listed: its order
+        -- id, its amount and its merchant
+        v_verdict := toss_billing._verify_payment(v_pay, v_order,
+                                                  COALESCE(pg_catalog.abs(toss_billing._json_int(_recover_payment.item->'amount')),
+                                                           v_amount),
+                                                  _recover_payment.item->>'mId');
+        IF v_verdict <> 'approved' THEN
+            PERFORM toss_billing._open_discrepancy('unverified_answer', v_order, v_key, NULL,
+                                                   _recover_payment.item->>'status', NULL, v_amount,
+                                                   pg_catalog.jsonb_build_object(
+                                                       'transaction_key', _recover_payment.item->>'transactionKey',
+                                                       'source', 'reconcile', 'why', v_verdict));
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    IF v_m IS NOT NULL THEN
         SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_m[1]::bigint FOR UPDATE;
         IF FOUND AND (v_customer IS NULL OR v_customer = v_sub.customer_id) THEN
             v_customer := v_sub.customer_id;
             v_linked := true;
-            SELECT pl.name INTO v_order_name FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
+            SELECT pl.name, COALESCE(v_sub.amount_override, pl.amount) INTO v_order_name, v_price
+              FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
+            -- it pays the period only if it is the period's price: anything
+            -- else is recorded as ours but settles nothing
+            IF v_price IS DISTINCT FROM v_amount THEN
+                v_linked := false;
+                PERFORM toss_billing._open_discrepancy('amount_mismatch', v_order, v_key, NULL,
+                                                       _recover_payment.item->>'status', v_price, v_amount,
+                                                       pg_catalog.jsonb_build_object(
+                                                           'transaction_key', _recover_payment.item->>'transactionKey',
+                                                           'subscription_id', v_sub.id, 'period_number', v_m[2]::integer,
+                                                           'source', 'reconcile',
+                                                           'hint', 'Toss approved another amount than the subscription''s price under the period''s order id; it is recorded, but the period is not settled by it.'));
+            END IF;
             SELECT p.id INTO v_duplicate FROM toss_billing.payments p
-             WHERE p.subscription_id = v_sub.id AND p.period_number = v_m[2]::integer
+             WHERE p.obligation = pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
                AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
              LIMIT 1;
             IF FOUND THEN
@@ -128,24 +177,35 @@ BEGIN
     END IF;
 
     INSERT INTO toss_billing.payments AS p
-           (order_id, idempotency_key, customer_id, billing_key_id, merchant, state, order_name, amount,
+           (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
             toss_status, payment_key, total_amount, balance_amount, supplied_amount, vat, requested_at, approved_at,
-            response, requested_by, recovered, subscription_id, period_number, attempt_number)
-    VALUES (v_order, 'recovered:' || COALESCE(_recover_payment.item->>'transactionKey', pg_catalog.gen_random_uuid()::text),
+            response, requested_by, recovered, subscription_id, period_number, generation)
+    VALUES (v_order,
+            CASE WHEN v_linked THEN pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
+                 WHEN v_m IS NULL THEN 'charge:' || v_order
+                 ELSE 'recovered:' || v_order END,
             v_customer, NULL, _recover_payment.merchant, 'done',
             pg_catalog.left(COALESCE(NULLIF(v_pay->>'orderName', ''), v_order_name, 'recovered from toss transactions'), 100),
             v_amount, COALESCE(v_pay->>'status', _recover_payment.item->>'status'), v_key, v_amount,
-            COALESCE((v_pay->>'balanceAmount')::bigint, v_amount), (v_pay->>'suppliedAmount')::bigint,
-            (v_pay->>'vat')::bigint, (v_pay->>'requestedAt')::timestamptz,
-            COALESCE((v_pay->>'approvedAt')::timestamptz, (_recover_payment.item->>'transactionAt')::timestamptz),
-            COALESCE(v_pay, _recover_payment.item), SESSION_USER, true,
+            COALESCE(toss_billing._json_int(v_pay->'balanceAmount'), v_amount),
+            toss_billing._json_int(v_pay->'suppliedAmount'), toss_billing._json_int(v_pay->'vat'),
+            toss_billing._json_time(v_pay->'requestedAt'),
+            COALESCE(toss_billing._json_time(v_pay->'approvedAt'), toss_billing._json_time(_recover_payment.item->'transactionAt')),
+            v_pay, SESSION_USER, true,
             CASE WHEN v_linked THEN v_sub.id END, CASE WHEN v_linked THEN v_m[2]::integer END,
-            CASE WHEN v_linked THEN v_m[3]::integer END)
-    ON CONFLICT (order_id) DO NOTHING
+            CASE WHEN v_linked THEN v_m[3]::integer ELSE 1 END)
+    ON CONFLICT DO NOTHING
     RETURNING p.id INTO v_id;
     IF v_id IS NULL THEN
         RETURN NULL;
     END IF;
+    -- the POST that made it, as far as the ledger can tell: Toss's
+    -- transaction item (with its customerKey) is its answer
+    INSERT INTO toss_billing.attempts (payment_id, customer_id, attempt_number, order_id, idempotency_key, state,
+                                       response, requested_by)
+    VALUES (v_id, v_customer, 1, v_order,
+            'recovered:' || COALESCE(_recover_payment.item->>'transactionKey', pg_catalog.gen_random_uuid()::text),
+            'done', pg_catalog.convert_to(_recover_payment.item::text, 'UTF8'), SESSION_USER);
     IF v_pay IS NOT NULL THEN
         PERFORM toss_billing._sync_cancels(v_id, v_pay);
     END IF;
@@ -159,8 +219,8 @@ BEGIN
                                                                   'amount', v_amount,
                                                                   'transaction_key', _recover_payment.item->>'transactionKey'),
                                     v_id);
-        PERFORM toss_billing._settle_paid(ARRAY[ROW(v_id, v_sub.id, v_m[2]::integer, v_m[3]::integer, v_amount,
-                                                    'missing', 'done', NULL, NULL, NULL)::toss_billing._outcome]);
+        PERFORM toss_billing._settle_paid(ARRAY[ROW(NULL, v_id, v_sub.id, v_m[2]::integer, 1, v_amount,
+                                                    'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome]);
         PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
     ELSIF v_duplicate IS NOT NULL THEN
         PERFORM toss_billing._open_discrepancy('duplicate_charge', v_order, v_key, 'done', _recover_payment.item->>'status',
@@ -190,7 +250,7 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT x.n, x.value, x.value->>'orderId', x.value->>'paymentKey', x.value->>'transactionKey', x.value->>'status',
-           pg_catalog.abs((x.value->>'amount')::bigint),
+           pg_catalog.abs(toss_billing._json_int(x.value->'amount')),
            x.value->>'status' = 'DONE', x.value->>'status' = ANY (ARRAY['CANCELED', 'PARTIAL_CANCELED'])
       FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS x(value, n)
      WHERE pg_catalog.jsonb_typeof(x.value) = 'object';
@@ -270,11 +330,13 @@ BEGIN
     LOOP
         SELECT * INTO v_p FROM toss_billing.payments p WHERE p.order_id = r.order_id;
         CONTINUE WHEN NOT FOUND;
-        IF v_p.state = 'unknown' AND pg_catalog.jsonb_typeof(r.item->'payment') = 'object' THEN
+        -- an approval of an order the ledger has not paid: its Payment, verified
+        -- against the order, makes it paid (a lost or lying answer, a lag)
+        IF v_p.state <> 'done' AND pg_catalog.jsonb_typeof(r.item->'payment') = 'object' THEN
             PERFORM toss_billing._apply_payment_state(r.item->'payment');
             SELECT * INTO v_p FROM toss_billing.payments p WHERE p.id = v_p.id;
         END IF;
-        IF v_p.state = ANY (ARRAY['failed', 'unknown']) THEN
+        IF v_p.state = ANY (ARRAY['failed', 'unknown', 'pending']) THEN
             v_found := v_found || (v_p.order_id || E'\n' || 'state_mismatch');
             IF toss_billing._open_discrepancy('state_mismatch', v_p.order_id, r.payment_key, v_p.state, r.status,
                                               v_p.amount, r.amount,
@@ -282,9 +344,10 @@ BEGIN
                                                   'transaction_key', r.transaction_key,
                                                   'transaction_at', r.item->>'transactionAt',
                                                   'failure_code', v_p.failure_code,
-                                                  'hint', CASE v_p.state
-                                                      WHEN 'unknown' THEN 'Toss approved it; the runner resolves the attempt by order id.'
-                                                      ELSE 'Toss approved a charge the ledger records as failed; check whether the customer was charged twice.' END)) THEN
+                                                  'hint', CASE WHEN v_p.hold_reason IS NOT NULL
+                                                      THEN 'Toss lists an approval, but its Payment did not match the order; see the unverified_answer discrepancy.'
+                                                      WHEN v_p.state = 'unknown' THEN 'Toss approved it; the runner resolves the attempt by order id.'
+                                                      ELSE 'Toss approved a charge the ledger records as not paid, and its Payment could not be fetched; look it up at Toss.' END)) THEN
                 v_opened := v_opened + 1;
             END IF;
         ELSIF v_p.state = 'done' THEN
@@ -441,7 +504,7 @@ BEGIN
               WHERE i.value->>'paymentKey' IS NOT NULL
                 AND ((i.value->>'status' = 'DONE'
                       AND NOT EXISTS (SELECT FROM toss_billing.payments p
-                                       WHERE p.order_id = i.value->>'orderId' AND p.state <> 'unknown'))
+                                       WHERE p.order_id = i.value->>'orderId' AND p.state = 'done'))
                      OR (i.value->>'status' = ANY (ARRAY['CANCELED', 'PARTIAL_CANCELED'])
                          AND NOT EXISTS (SELECT FROM toss_billing.cancels c
                                           WHERE c.transaction_key = i.value->>'transactionKey')))
@@ -467,7 +530,10 @@ END;
 $$;
 
 -- Marks a discrepancy resolved by hand, with an optional note.  Resolving
--- one that is resolved already changes nothing.
+-- one that is resolved already changes nothing.  Resolving an
+-- unverified_answer releases its order's hold: an order still owed is
+-- charged again (the runner, or the same toss_charge call), under its own
+-- order id.
 CREATE OR REPLACE FUNCTION toss_billing.resolve_discrepancy(discrepancy_id bigint, note text DEFAULT NULL)
 RETURNS toss_billing.discrepancies
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -492,6 +558,10 @@ BEGIN
                     || pg_catalog.jsonb_build_object('resolved_by', SESSION_USER::text, 'note', resolve_discrepancy.note)
      WHERE d.id = v_d.id
     RETURNING * INTO v_d;
+    IF v_d.kind = 'unverified_answer' THEN
+        UPDATE toss_billing.payments p SET hold_reason = NULL, updated_at = pg_catalog.now()
+         WHERE p.order_id = v_d.order_id AND p.hold_reason IS NOT NULL AND p.state <> 'done';
+    END IF;
     RETURN v_d;
 END;
 $$;

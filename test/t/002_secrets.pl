@@ -33,7 +33,7 @@ like($err, qr/toss declined the charge/, 'decline reported');
 unlike($err, qr/SecretBillingKey|\Q$TossTest::SECRET\E/, 'the error text carries no secret');
 ($rc, $out, $err) = $node->psql('postgres',
 	"SELECT toss_billing.toss_charge('cust-secret', 4900, '구독', 'order-secret-3')");
-like($err, qr/outcome of the charge is unknown/, 'unknown outcome reported');
+like($err, qr/outcome of the charge order-secret-3 is unknown/, 'unknown outcome reported');
 unlike($err, qr/SecretBillingKey|\Q$TossTest::SECRET\E/, 'the unknown-outcome text carries no secret');
 
 my $auth = encode_base64("$TossTest::SECRET:", '');
