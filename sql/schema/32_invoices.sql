@@ -571,14 +571,15 @@ BEGIN
                                                                          _compose.records, _compose.invoice_id) l), '{}');
         -- what earlier invoices could not charge
         v_lines := v_lines || COALESCE((SELECT pg_catalog.array_agg(ROW(NULL, 'carried',
-                                                                         CASE WHEN i.carried_forward > 0
+                                                                         CASE WHEN i.status = 'void'
+                                                                              THEN pg_catalog.format('Unpaid invoice %s (its charge failed)', i.id)
+                                                                              WHEN i.carried_forward > 0
                                                                               THEN pg_catalog.format('Carried from invoice %s (below the minimum charge of 100 KRW)', i.id)
                                                                               ELSE pg_catalog.format('Credit carried from invoice %s', i.id) END,
                                                                          NULL, NULL, 1, NULL, i.carried_forward,
-                                                                         i.tax_free_amount = i.amount_due AND i.total <> 0
-                                                                         AND NOT EXISTS (SELECT FROM toss_billing.invoice_items x
-                                                                                          WHERE x.invoice_id = i.id AND NOT x.tax_free
-                                                                                            AND x.amount <> 0),
+                                                                         NOT EXISTS (SELECT FROM toss_billing.invoice_items x
+                                                                                      WHERE x.invoice_id = i.id AND NOT x.tax_free
+                                                                                        AND x.kind <> 'discount' AND x.amount <> 0),
                                                                          false, NULL, NULL, i.id, NULL)::toss_billing.invoice_line
                                                                      ORDER BY i.id)
                                           FROM toss_billing.invoices i
