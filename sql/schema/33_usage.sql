@@ -183,7 +183,7 @@ BEGIN
        FOR KEY SHARE;
     WITH input AS (
         SELECT i.*
-          FROM pg_catalog.unnest(record_usage_batch.subscription_ids, record_usage_batch.metrics,
+          FROM unnest(record_usage_batch.subscription_ids, record_usage_batch.metrics,
                                  record_usage_batch.quantities, record_usage_batch.idempotency_keys,
                                  COALESCE(record_usage_batch.ats, pg_catalog.array_fill(NULL::timestamptz, ARRAY[v_n])))
                WITH ORDINALITY AS i(sid, metric, qty, ikey, at_given, pos)),
@@ -218,7 +218,7 @@ BEGIN
     RETURN QUERY
     WITH input AS (
         SELECT i.*
-          FROM pg_catalog.unnest(record_usage_batch.subscription_ids, record_usage_batch.metrics,
+          FROM unnest(record_usage_batch.subscription_ids, record_usage_batch.metrics,
                                  record_usage_batch.quantities, record_usage_batch.idempotency_keys)
                WITH ORDINALITY AS i(sid, metric, qty, ikey, pos)),
     resolved AS (
@@ -238,7 +238,8 @@ BEGIN
                 WHEN pg_catalog.octet_length(r.ikey) NOT BETWEEN 1 AND 255 THEN 'idempotency_key must be 1 to 255 bytes'
                 WHEN r.meter_id IS NULL THEN 'the subscription''s plan has no such meter'
                 WHEN u.subscription_id IS NOT NULL
-                THEN pg_catalog.format('the key already records other usage (%s of meter %s)', u.quantity, u.meter_id)
+                THEN pg_catalog.format('the key already records other usage (%s of %s)', u.quantity,
+                                       (SELECT x.metric FROM toss_billing.plan_meters x WHERE x.id = u.meter_id))
                 WHEN r.status = 'canceled' THEN 'the subscription is canceled'
                 ELSE 'at must be a finite time' END
       FROM resolved r
