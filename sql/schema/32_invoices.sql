@@ -717,10 +717,11 @@ $$;
 -- The next invoice of a subscription as it would be finalised now
 -- (Stripe's upcoming invoice): its draft's lines, the plan line, the usage
 -- recorded so far, carried amounts, the discount and the consent rule's
--- outcome.  Writes nothing.
+-- outcome.  Writes nothing (SECURITY DEFINER only to read what operators
+-- and auditors may not call themselves).
 CREATE OR REPLACE FUNCTION toss_billing.preview_invoice(subscription_id bigint)
 RETURNS toss_billing.invoice_preview
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
