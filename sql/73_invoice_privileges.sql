@@ -3,6 +3,7 @@
 -- the usage inbox; auditors read, preview and list the price increases;
 -- the invoice policy and the runner's half stay with the extension owner.
 \set SHOW_CONTEXT never
+\set VERBOSITY terse
 SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
 CREATE ROLE tb_inv_clerk IN ROLE toss_billing_operator;

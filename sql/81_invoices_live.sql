@@ -75,7 +75,9 @@ CREATE TEMP TABLE sent AS
 SELECT r->'body'->>'orderId' AS order_id, (r->'body'->>'amount')::bigint AS amount,
        COALESCE((r->'body'->>'taxFreeAmount')::bigint, 0) AS tax_free
   FROM jsonb_array_elements(:'reqs'::jsonb) r
- WHERE r->>'method' = 'POST' AND r->>'path' LIKE '/v1/billing/%' AND r->'body' ? 'orderId';
+ WHERE r->>'method' = 'POST' AND r->>'path' LIKE '/v1/billing/%'
+   -- this database's orders (the emulator serves the whole suite): its order tag
+   AND r->'body'->>'orderId' LIKE '%-' || (SELECT order_tag FROM toss_billing.installation);
 SELECT c.customer_key, i.kind, i.period_number, i.amount_due, i.tax_free_amount,
        s.amount AS sent_amount, s.tax_free AS sent_tax_free,
        (:'ledger'::jsonb->'amountByOrderId'->>p.order_id)::bigint AS charged_at_toss,
@@ -86,11 +88,12 @@ SELECT c.customer_key, i.kind, i.period_number, i.amount_due, i.tax_free_amount,
   JOIN toss_billing.payments p ON p.invoice_id = i.id
   LEFT JOIN sent s ON s.order_id = p.order_id
  ORDER BY c.customer_key, i.id;
--- every POST was an invoice's order, once; nothing else was charged
+-- every POST of this database was an invoice's order, once; nothing else was charged
 SELECT count(*) AS posts, count(DISTINCT order_id) AS orders,
        count(*) FILTER (WHERE order_id NOT IN (SELECT p.order_id FROM toss_billing.payments p WHERE p.invoice_id IS NOT NULL)) AS foreign
   FROM sent;
-SELECT (:'ledger'::jsonb->>'totalAmount')::bigint AS charged_at_toss,
+SELECT (SELECT sum((:'ledger'::jsonb->'amountByOrderId'->>s.order_id)::bigint) FROM (SELECT DISTINCT order_id FROM sent) s)
+           AS charged_at_toss,
        (SELECT sum(amount_due) FROM toss_billing.invoices WHERE status = 'paid') AS invoiced_and_paid;
 SELECT count(*) AS zero_or_carried_invoices_sent
   FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id WHERE i.amount_due = 0;
