@@ -1278,9 +1278,13 @@ DECLARE
     v_records toss_billing._usage_row[];
     r toss_billing.invoice_preview;
 BEGIN
+    -- FOR UPDATE (the callers hold it already): usage being recorded (FOR
+    -- KEY SHARE) is waited for and billed here; usage recorded after this
+    -- sees the subscription canceled
     FOR v_sub IN SELECT * FROM toss_billing.subscriptions s
                   WHERE s.id = ANY (_close_invoices.subscription_ids) AND s.status = 'canceled'
                   ORDER BY s.id
+                    FOR UPDATE
     LOOP
         v_now := toss_billing.subscription_now(v_sub.id);
         WITH voided AS (
