@@ -1,4 +1,5 @@
 -- Orders and attempts through the runner (CALL toss_billing.run_due())
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- against the emulator's hostile answers (issue 11).  Each block failed on
 -- 0.4.0: transient errors and ghosts retried under a new order id, one bad
 -- row stopped the whole batch, recovery re-posted what was no longer owed,
