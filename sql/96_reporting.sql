@@ -1,4 +1,5 @@
 -- Reporting: a known month of activity (March 2024, Asia/Seoul) on a test
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- clock, through the runner's SQL half and the recorder's, with Toss's
 -- answers as the emulator gives them: first charges, declines recovered by
 -- dunning and one that exhausts dunning, a weekly, a yearly and a trial

@@ -1,4 +1,5 @@
 -- Operating it, against the emulator: the run log (run_due returns its row
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- id; a run and its recovery pass each get a row with their counts and
 -- errors; an abandoned run is found interrupted; old rows are pruned;
 -- reconcile logs its window), charge_subscription_now (the first charge at
