@@ -93,9 +93,9 @@ AS $$
     SELECT CASE
         WHEN $1 OPERATOR(pg_catalog.~) '^\s*\*\s+\*\s+\*\s+\*\s+\*\s*$' THEN interval '1 minute'
         WHEN $1 OPERATOR(pg_catalog.~) '^\s*\*/[0-9]{1,2}\s+\*\s+\*\s+\*\s+\*\s*$'
-            THEN pg_catalog.make_interval(mins => (pg_catalog.substring($1 FROM '\*/([0-9]{1,2})'))::integer)
+            THEN pg_catalog.make_interval(mins => (pg_catalog.substring($1, '\*/([0-9]{1,2})'))::integer)
         WHEN $1 OPERATOR(pg_catalog.~) '^\s*[0-9]{1,2}\s+seconds?\s*$'
-            THEN pg_catalog.make_interval(secs => (pg_catalog.substring($1 FROM '([0-9]{1,2})'))::integer)
+            THEN pg_catalog.make_interval(secs => (pg_catalog.substring($1, '([0-9]{1,2})'))::integer)
     END;
 $$;
 
@@ -124,7 +124,8 @@ $$;
 --   secret_keys    the secret key of every merchant with an active billing
 --                  key (or 'default' when there is none) can be read
 --   pg_cron        the job toss_billing_run_due exists, is active, and its
---                  recent runs succeeded
+--                  last run succeeded (warn: more than one of its last five
+--                  failed)
 --   runner         run_due ran within runner_late_after (default: three
 --                  times the job's schedule, at least 5 minutes), and its
 --                  last run neither was interrupted nor had errors
@@ -241,14 +242,14 @@ BEGIN
                     status := 'fail';
                     message := pg_catalog.format('the last run of the pg_cron job toss_billing_run_due failed: %s',
                                                  pg_catalog.left(COALESCE(v_list, 'no message'), 500));
-                ELSIF v_m > 0 THEN
+                ELSIF v_m > 1 THEN
                     status := 'warn';
-                    message := pg_catalog.format('%s of the last %s runs of the pg_cron job toss_billing_run_due failed (latest failure: %s)',
+                    message := pg_catalog.format('%s of the last %s runs of the pg_cron job toss_billing_run_due failed, the last one succeeded (latest failure: %s)',
                                                  v_m, v_n, pg_catalog.left(COALESCE(v_list, 'no message'), 500));
                 ELSE
                     status := 'ok';
-                    message := pg_catalog.format('the pg_cron job toss_billing_run_due (%s, %s) is scheduled and its last %s runs succeeded',
-                                                 v_job.jobid, v_job.schedule, v_n);
+                    message := pg_catalog.format('the pg_cron job toss_billing_run_due (%s, %s) is scheduled and its last run succeeded (%s of the last %s failed)',
+                                                 v_job.jobid, v_job.schedule, v_m, v_n);
                 END IF;
             END IF;
         END IF;
