@@ -7,7 +7,7 @@
 -- successUrl loaded again (the same authKey returns the key already issued,
 -- not TB004), the hint on billing_keys, alert acknowledgements, and
 -- health() failing checks on purpose and passing after the fix (the key
--- files and pg_cron: TAP test 009_health).  In a database of its own, so
+-- files and pg_cron: TAP test 011_health).  In a database of its own, so
 -- that the runner sees only this test's subscriptions.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
@@ -211,20 +211,22 @@ SELECT toss_billing._open_discrepancy('duplicate_charge', 'op-dup-1', NULL, 'don
 SELECT pg_temp.check('discrepancies');
 SELECT count(toss_billing.resolve_discrepancy(id)) FROM toss_billing.open_discrepancies;
 SELECT pg_temp.check('discrepancies');
--- the engine's queue, looked up at run time: none in this version; a view
--- that shows one is read (full: fail; waiting long: warn)
+-- the engine's queue, looked up at run time: none in this version (a
+-- later version's view toss_billing.engine_queue is read once it exists);
+-- what a queue view says is judged by _queue_check (full: fail; the
+-- oldest call waiting long: warn)
 SELECT pg_temp.check('worker_queue');
-CREATE VIEW toss_billing.engine_queue AS
-SELECT 'charge'::text AS endpoint, 8::bigint AS depth, 8::bigint AS capacity, interval '1 second' AS oldest_wait;
-SELECT pg_temp.check('worker_queue');
-CREATE OR REPLACE VIEW toss_billing.engine_queue AS
-SELECT 'charge'::text AS endpoint, 3::bigint AS depth, 8::bigint AS capacity, interval '9 seconds' AS oldest_wait;
-SELECT pg_temp.check('worker_queue');
-CREATE OR REPLACE VIEW toss_billing.engine_queue AS
-SELECT 'charge'::text AS endpoint, 3::bigint AS depth, 8::bigint AS capacity, interval '1 second' AS oldest_wait;
-SELECT pg_temp.check('worker_queue');
-DROP VIEW toss_billing.engine_queue;
-SELECT pg_temp.check('worker_queue');
+CREATE VIEW public.fake_queue AS
+SELECT * FROM (VALUES ('charge', 2, interval '1 second', 3, 3), ('cancel', 0, NULL, 0, 0))
+    AS q(endpoint, queued, oldest_wait, running, in_flight);
+SELECT * FROM toss_billing._queue_check('public.fake_queue', '5 seconds');
+SELECT * FROM toss_billing._queue_check('public.fake_queue', '500 milliseconds');
+CREATE VIEW public.fake_full_queue AS SELECT 5::bigint AS depth, 3 AS running, 8 AS capacity;
+SELECT * FROM toss_billing._queue_check('public.fake_full_queue', '5 seconds');
+CREATE VIEW public.fake_no_queue AS SELECT 1 AS anything;
+SELECT * FROM toss_billing._queue_check('public.fake_no_queue', '5 seconds');
+SELECT * FROM toss_billing._queue_check(NULL, '5 seconds');
+DROP VIEW public.fake_queue, public.fake_full_queue, public.fake_no_queue;
 -- pg_cron is not installed in this database; run_due ran a moment ago
 SELECT pg_temp.check('pg_cron');
 SELECT name, status FROM toss_billing.health();

@@ -99,10 +99,12 @@ AS $$
     END;
 $$;
 
--- The call engine's queue, when this installation has one (a later
--- version runs every Toss call through a pool of workers): the first view
--- of toss_billing whose name says queue and which has a column depth.
-CREATE OR REPLACE FUNCTION toss_billing._engine_queue()
+-- The call engine's queue view, when this installation has one (the
+-- engine of a later version runs every Toss call through a pool of
+-- workers): toss_billing.engine_queue, else the first view of toss_billing
+-- whose name says queue and which has a column queued or depth.  Looked up
+-- at run time, so health() works before and after the engine exists.
+CREATE OR REPLACE FUNCTION toss_billing._queue_view()
 RETURNS regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -113,10 +115,62 @@ AS $$
        AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm', 'r']::"char"[])
        AND c.relname OPERATOR(pg_catalog.~) 'queue'
        AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) 'depth'
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
+                      AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'depth']::name[])
                       AND NOT a.attisdropped)
-     ORDER BY c.relname OPERATOR(pg_catalog.<>) 'engine_queue', c.relname OPERATOR(pg_catalog.<>) 'queue', c.relname
+     ORDER BY c.relname OPERATOR(pg_catalog.<>) 'engine_queue', c.relname
      LIMIT 1;
+$$;
+
+-- The worker_queue check of health() for a queue view: its rows summed --
+-- queued (or depth), running, capacity (else the setting
+-- toss_billing.queue_depth, when there is one), oldest_wait.  fail: the
+-- queue is full; warn: the oldest call waited longer than wait_after.
+CREATE OR REPLACE FUNCTION toss_billing._queue_check(queue regclass, wait_after interval)
+RETURNS TABLE(status text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_cols name[];
+    v_queued bigint;
+    v_running bigint;
+    v_capacity bigint;
+    v_wait interval;
+BEGIN
+    IF _queue_check.queue IS NULL OR _queue_check.wait_after IS NULL THEN
+        RAISE EXCEPTION 'queue and wait_after must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT pg_catalog.array_agg(a.attname) INTO v_cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = _queue_check.queue AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT v_cols && ARRAY['queued', 'depth']::name[] THEN
+        RAISE EXCEPTION '% has no column queued or depth', _queue_check.queue USING ERRCODE = '42703';
+    END IF;
+    EXECUTE pg_catalog.format(
+        'SELECT COALESCE(pg_catalog.sum(q.%I), 0)::bigint, %s, %s, %s FROM %s q',
+        CASE WHEN 'queued' = ANY (v_cols) THEN 'queued' ELSE 'depth' END,
+        CASE WHEN 'running' = ANY (v_cols) THEN 'COALESCE(pg_catalog.sum(q.running), 0)::bigint' ELSE '0::bigint' END,
+        CASE WHEN 'capacity' = ANY (v_cols) THEN 'pg_catalog.sum(q.capacity)::bigint' ELSE 'NULL::bigint' END,
+        CASE WHEN 'oldest_wait' = ANY (v_cols) THEN 'pg_catalog.max(q.oldest_wait)::interval' ELSE 'NULL::interval' END,
+        _queue_check.queue)
+       INTO v_queued, v_running, v_capacity, v_wait;
+    v_capacity := COALESCE(v_capacity, NULLIF(pg_catalog.current_setting('toss_billing.queue_depth', true), '')::bigint);
+    IF v_capacity > 0 AND v_queued + v_running >= v_capacity THEN
+        status := 'fail';
+        message := pg_catalog.format('the call queue (%s) is full: %s queued and %s running of %s; callers wait',
+                                     _queue_check.queue, v_queued, v_running, v_capacity);
+    ELSIF v_wait > _queue_check.wait_after THEN
+        status := 'warn';
+        message := pg_catalog.format('%s calls queued and %s running (%s), the oldest waiting %s',
+                                     v_queued, v_running, _queue_check.queue, v_wait);
+    ELSE
+        status := 'ok';
+        message := pg_catalog.format('%s calls queued and %s running (%s)', v_queued, v_running, _queue_check.queue);
+    END IF;
+    RETURN NEXT;
+END;
 $$;
 
 -- One row per check: name, status (ok, warn, fail) and a sentence.
@@ -134,7 +188,8 @@ $$;
 --   discrepancies  open discrepancies (a duplicate charge fails), and
 --                  whether the ledger was ever reconciled
 --   alerts         alerts nobody acknowledged
---   worker_queue   the call engine's queue depth, when there is an engine
+--   worker_queue   the call engine's queue (_queue_view, _queue_check),
+--                  when there is an engine
 -- A check that cannot run fails with its error; the others still run.
 CREATE OR REPLACE FUNCTION toss_billing.health(unknown_after interval DEFAULT '15 minutes',
                                                runner_late_after interval DEFAULT NULL,
@@ -158,10 +213,6 @@ DECLARE
     v_status text;
     v_cron boolean := pg_catalog.to_regnamespace('cron') IS NOT NULL;
     v_queue regclass;
-    v_has_wait boolean;
-    v_has_capacity boolean;
-    v_wait interval;
-    v_capacity bigint;
 BEGIN
     IF v_unknown_after <= '0'::interval OR v_queue_wait <= '0'::interval OR v_late <= '0'::interval THEN
         RAISE EXCEPTION 'thresholds must be positive intervals' USING ERRCODE = '22023';
@@ -366,30 +417,12 @@ BEGIN
     -- the call engine's queue
     BEGIN
         name := 'worker_queue';
-        v_queue := toss_billing._engine_queue();
+        v_queue := toss_billing._queue_view();
         IF v_queue IS NULL THEN
             status := 'ok';
             message := 'no engine queue: each call runs in a background worker of its own';
         ELSE
-            SELECT bool_or(a.attname = 'oldest_wait' AND a.atttypid = 'pg_catalog.interval'::pg_catalog.regtype),
-                   bool_or(a.attname = 'capacity')
-              INTO v_has_wait, v_has_capacity
-              FROM pg_catalog.pg_attribute a WHERE a.attrelid = v_queue AND a.attnum > 0 AND NOT a.attisdropped;
-            EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.sum(q.depth), 0)::bigint, %s, %s FROM %s q',
-                                      CASE WHEN v_has_wait THEN 'pg_catalog.max(q.oldest_wait)' ELSE 'NULL::interval' END,
-                                      CASE WHEN v_has_capacity THEN 'pg_catalog.sum(q.capacity)::bigint' ELSE 'NULL::bigint' END,
-                                      v_queue)
-               INTO v_n, v_wait, v_capacity;
-            IF v_capacity > 0 AND v_n >= v_capacity THEN
-                status := 'fail';
-                message := pg_catalog.format('the call queue (%s) is full: %s of %s; callers wait', v_queue, v_n, v_capacity);
-            ELSIF v_wait > v_queue_wait THEN
-                status := 'warn';
-                message := pg_catalog.format('%s calls queued (%s), the oldest waiting %s', v_n, v_queue, v_wait);
-            ELSE
-                status := 'ok';
-                message := pg_catalog.format('%s calls queued (%s)', v_n, v_queue);
-            END IF;
+            SELECT q.status, q.message INTO status, message FROM toss_billing._queue_check(v_queue, v_queue_wait) q;
         END IF;
         RETURN NEXT;
     EXCEPTION WHEN OTHERS THEN
