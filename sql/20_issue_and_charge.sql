@@ -17,8 +17,9 @@ SELECT status, length(encrypted_key) > 0 AS sealed,
   FROM toss_billing.billing_keys bk JOIN toss_billing.customers c ON c.id = bk.customer_id
  WHERE c.customer_key = 'cust-happy';
 
--- an authKey works once
-SELECT toss_billing.toss_issue_billing_key('cust-happy', :'ak');
+-- an authKey works once at Toss; the same customer bringing it again (the
+-- successUrl reloaded) gets the key it was exchanged for, with no call
+SELECT status, card_number FROM toss_billing.toss_issue_billing_key('cust-happy', :'ak');
 \echo :LAST_ERROR_SQLSTATE
 
 \x on
