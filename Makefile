@@ -22,6 +22,10 @@ DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--$(UPGRADE_F
 DATA         = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS      = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))
 
+# installcheck needs the Toss emulator beside the running server: our own
+# target (below) starts it and runs pg_regress against that server.
+NO_INSTALLCHECK = 1
+
 PG_CPPFLAGS  = -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK   = -lcurl -lcjson -lcrypto
@@ -45,7 +49,12 @@ all:
 	@exit 1
 endif
 
-.PHONY: deps demo test emulator bench
+.PHONY: deps demo test installcheck emulator bench
+
+# The regression suite against an already running, preloaded server set up
+# for testing (README: Testing against your own cluster).
+installcheck:
+	PG_CONFIG=$(PG_CONFIG) test/scripts/installcheck
 
 deps:
 	test/scripts/install-deps
@@ -60,8 +69,9 @@ test: deps
 	$(MAKE) install
 	test/scripts/run-tests
 
+# The project's test merchants; EMULATOR_ARGS='--merchant test_sk_…' adds yours.
 emulator:
-	test/emulator/run --port $${PORT:-4010} $(EMULATOR_ARGS)
+	test/emulator/run --port $${PORT:-4010} --merchants test/scripts/merchants.json $(EMULATOR_ARGS)
 
 bench: deps
 	$(MAKE) all

@@ -151,7 +151,7 @@ SELECT c.relname, a.attname,
        has_column_privilege('toss_billing_auditor', c.oid, a.attnum, 'SELECT') AS auditor
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
  WHERE c.relnamespace = 'toss_billing'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
-   AND (a.attname IN ('idempotency_key', 'encrypted_key', 'key_hash'))
+   AND (a.attname IN ('idempotency_key', 'encrypted_key', 'key_hash', 'auth_key_hash'))
  ORDER BY 1, 2;
 
 -- the notification carries ids, the event type and the status: nothing else
@@ -217,9 +217,10 @@ SELECT toss_billing.create_plan('긴 주기', 1000, 'day', 100000);
 CREATE ROLE tb_squatter LOGIN;
 CREATE DATABASE tb_squatted;
 GRANT CREATE ON DATABASE tb_squatted TO tb_squatter;
-\c tb_squatted tb_squatter
+\c tb_squatted
+SET ROLE tb_squatter;
 CREATE SCHEMA toss_billing;
-\c tb_squatted :superuser
+RESET ROLE;
 CREATE EXTENSION toss_billing;
 \echo :LAST_ERROR_SQLSTATE
 -- even owned by the installer, a schema holding foreign objects is refused
@@ -266,3 +267,5 @@ SELECT count(*) AS gone FROM pg_extension WHERE extname = 'toss_billing';
 DROP DATABASE tb_squatted;
 DROP ROLE tb_squatter;
 DROP FUNCTION public.tb_qualified(oid);
+DROP SEQUENCE public.tb_escalated;
+DROP ROLE tb_attacker;

@@ -68,6 +68,65 @@ SELECT c.customer_key, i.kind, i.period_number, i.status, i.subtotal, i.discount
   FROM toss_billing.invoices i JOIN toss_billing.customers c ON c.id = i.customer_id
  ORDER BY c.customer_key, i.id;
 
+-- charge_subscription_now (the first charge at sign-up) charges the
+-- period's invoice, finalised as the runner finalises it: 3 seats of
+-- 9,900, a one-off item of 5,000, 2,000 off once: 32,700.  Every figure
+-- of what is next comes from the same invoice: preview_invoice,
+-- _next_amount, subscription_info, upcoming_renewals (the period after:
+-- 3 seats, the coupon used up, nothing else known yet)
+SELECT code FROM toss_billing.create_coupon('LESS2000', amount_off => 2000, duration => 'once');
+SELECT count(toss_billing.create_customer(NULL, NULL, k)) FROM unnest(ARRAY['il-now', 'il-zero']) k;
+\set ak `$TB_TEST/emu authkey il-now`
+SELECT status FROM toss_billing.toss_issue_billing_key('il-now', :'ak');
+\set ak `$TB_TEST/emu authkey il-zero`
+SELECT status FROM toss_billing.toss_issue_billing_key('il-zero', :'ak');
+SELECT id AS s_now FROM toss_billing.create_subscription('il-now', :app) \gset
+SELECT quantity FROM toss_billing.set_quantity(:s_now, 3, proration => 'none');
+SELECT amount FROM toss_billing.add_invoice_item(:s_now, 5000, '설치비');
+SELECT status FROM toss_billing.apply_coupon(:s_now, 'LESS2000');
+SELECT period_number, subtotal, discount, total, amount_due,
+       (SELECT string_agg(l.kind || ' ' || l.amount, ', ') FROM unnest(lines) l) AS lines
+  FROM toss_billing.preview_invoice(:s_now);
+SELECT toss_billing._next_amount(:s_now) AS next_amount, toss_billing._next_amount(:s_now, 0) AS period_0,
+       toss_billing._next_amount(:s_now, 1) AS period_1;
+SELECT next_amount, amount_due FROM toss_billing.subscription_info WHERE id = :s_now;
+SELECT period_number, amount, kind FROM toss_billing.upcoming_renewals WHERE subscription_id = :s_now ORDER BY 1;
+SELECT status, total_amount, order_id ~ ('^sub' || :s_now || '-p0-a1-') AS period_order
+  FROM toss_billing.charge_subscription_now(:s_now);
+SELECT i.status, i.total, i.amount_due, i.amount_paid, p.amount AS order_amount, p.state
+  FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id
+ WHERE i.subscription_id = :s_now;
+-- the success page again: the same payment, nothing charged again
+SELECT status, total_amount FROM toss_billing.charge_subscription_now(:s_now);
+-- what is next now: period 1, 29,700; the coupon's end raises the
+-- recurring amount from 27,700, which needs the customer's consent
+-- (34_consent): without it, the old amount is what will be charged
+SELECT period_number, amount_due, consent FROM toss_billing.preview_invoice(:s_now);
+SELECT toss_billing._next_amount(:s_now) AS next_amount, next_amount AS info_next_amount
+  FROM toss_billing.subscription_info WHERE id = :s_now;
+-- a period already invoiced: what its invoice charged; no period before 0
+SELECT toss_billing._next_amount(:s_now, 0) AS period_0;
+\set VERBOSITY terse
+SELECT toss_billing._next_amount(:s_now, -1);
+\set VERBOSITY default
+-- an invoice of 0 (a 100% coupon) has nothing to charge: refused, nothing
+-- recorded; the runner settles it without a charge
+SELECT id AS s_zero FROM toss_billing.create_subscription('il-zero', :app) \gset
+SELECT status FROM toss_billing.apply_coupon(:s_zero, 'FREE');
+SELECT toss_billing._next_amount(:s_zero) AS next_amount;
+SELECT count(*) AS attempts_before FROM toss_billing.attempts \gset
+\set VERBOSITY terse
+SELECT toss_billing.charge_subscription_now(:s_zero);
+\set VERBOSITY default
+SELECT count(*) = :attempts_before AS nothing_recorded,
+       (SELECT count(*) FROM toss_billing.invoices WHERE subscription_id = :s_zero AND status <> 'draft') AS finalised
+  FROM toss_billing.attempts;
+CALL toss_billing.run_due() \gset
+SELECT :claimed AS claimed;
+SELECT i.status, i.total, i.amount_due, s.period_number
+  FROM toss_billing.invoices i JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
+ WHERE i.subscription_id = :s_zero;
+
 -- what Toss received and approved, order by order, against the invoices
 \set reqs `curl -sf "$EMULATOR_URL/__emulator/requests?limit=500"`
 \set ledger `curl -sf $EMULATOR_URL/__emulator/ledger`

@@ -1,7 +1,8 @@
 /*
- * init.c — module load: PG_MODULE_MAGIC, settings, and (when preloaded) the
- * root key.  Runs once per process that loads the library; the root key is
- * read only in the postmaster, during shared_preload_libraries.
+ * init.c — module load: PG_MODULE_MAGIC, settings, the error hints and (when
+ * preloaded) the root key.  Runs once per process that loads the library;
+ * the root key is read only in the postmaster, during
+ * shared_preload_libraries.
  */
 #include "postgres.h"
 
@@ -9,6 +10,7 @@
 #include "miscadmin.h"
 
 #include "crypto.h"
+#include "hints.h"
 #include "settings.h"
 
 PG_MODULE_MAGIC;
@@ -19,6 +21,7 @@ void
 _PG_init(void)
 {
 	toss_define_settings();
+	toss_install_hints();
 	if (process_shared_preload_libraries_in_progress)
 		toss_load_root_key();
 }

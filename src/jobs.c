@@ -1,6 +1,8 @@
 /*
  * jobs.c — the bodies of toss_billing's jobs, run inside the worker:
- * issuing a billing key, a charge, a cancel (refund) and a key deletion.
+ * issuing a billing key, a charge (a toss_charge, or a subscription's open
+ * period for charge_subscription_now), a cancel (refund) and a key
+ * deletion.
  *
  * Transactions: each job runs an "intent" transaction that validates
  * everything (customer, billing key, secret key) and records the attempt
@@ -23,14 +25,17 @@
 
 #include "access/xact.h"
 #include "charge.h"
+#include "miscadmin.h"
 #include "crypto.h"
 #include "errors.h"
 #include "executor/spi.h"
 #include "recorder.h"
 #include "storage.h"
 #include "toss_api.h"
+#include "storage/latch.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 #include "worker.h"
 
 /* Toss keeps an Idempotency-Key for 15 days; replay only an hour short of that. */
@@ -164,6 +169,33 @@ issue_reply_settles(const TossReply *reply)
 
 static int64 issue_row;			/* for park_issue */
 
+/*
+ * The billing key another issuance for the same authKey made (the
+ * successUrl loaded twice at once: a double redirect, a quick reload):
+ * waits, in transactions of its own and at most wait_ms, while that one is
+ * in progress.  Returns its row id, or 0.
+ */
+static int64
+issued_meanwhile(int64 customer_id, bytea *auth_hash, int64 own_row, int wait_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
+	for (;;)
+	{
+		bool		pending;
+		int64		other;
+
+		begin_tx();
+		other = toss_store_issued_for_auth_key(customer_id, auth_hash, own_row, &pending);
+		commit_tx();
+		if (other > 0 || !pending || GetCurrentTimestamp() >= until)
+			return other;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 static void
 park_issue(const void *arg)
 {
@@ -179,14 +211,33 @@ job_issue(const TossJob *job, TossJobResult *result)
 	char	   *auth;
 	int64		customer_id;
 	int64		row_id;
+	int64		issued;
+	bool		pending;
+	bytea	   *auth_hash;
 	TossEndpoint ep;
 	TossReply	reply;
 
-	/* intent: check everything, record the pending key, commit */
+	/*
+	 * intent: check everything, record the pending key, commit.  An authKey
+	 * this customer already exchanged (the successUrl loaded again) returns
+	 * the key it gave: Toss has forgotten the authKey by then.
+	 */
 	begin_job_tx();
 	toss_require_root_key();
 	customer_id = toss_store_customer_id(job->customer_key);
-	row_id = toss_store_issue_intent(customer_id, job->merchant, idem);
+	MemoryContextSwitchTo(job_cxt);
+	auth_hash = toss_hash_auth_key(job->auth_key);
+	issued = toss_store_issued_for_auth_key(customer_id, auth_hash, 0, &pending);
+	if (issued > 0)
+	{
+		MemoryContextSwitchTo(job_cxt);
+		result->ok = true;
+		result->payload = toss_store_billing_key_info(issued);
+		commit_tx();
+		MemoryContextSwitchTo(job_cxt);
+		return;
+	}
+	row_id = toss_store_issue_intent(customer_id, job->merchant, idem, auth_hash);
 	MemoryContextSwitchTo(job_cxt);
 	auth = toss_authorization_header(job->merchant);
 	commit_tx();
@@ -233,8 +284,23 @@ job_issue(const TossJob *job, TossJobResult *result)
 		else if (reply.is_error && issue_reply_settles(&reply))
 		{
 			toss_store_issue_failure(row_id, "failed", reply.code, reply.message);
+			commit_tx();
 			MemoryContextSwitchTo(job_cxt);
-			set_toss_error(result, &reply, "issue", false);
+			/* a concurrent load of the same successUrl may have taken the authKey first */
+			issued = issued_meanwhile(customer_id, auth_hash, row_id, 2 * job->timeout_ms);
+			MemoryContextSwitchTo(job_cxt);
+			begin_tx();
+			if (issued > 0)
+			{
+				MemoryContextSwitchTo(job_cxt);
+				result->ok = true;
+				result->payload = toss_store_billing_key_info(issued);
+			}
+			else
+			{
+				MemoryContextSwitchTo(job_cxt);
+				set_toss_error(result, &reply, "issue", false);
+			}
 		}
 		else
 		{
@@ -337,10 +403,10 @@ record_verdict(int64 attempt_id, TossChargeVerdict *v)
  * Toss has no record of it).
  */
 static void
-charge_attempt_call(const TossJob *job, const TossChargeIntent *in, const char *body,
+charge_attempt_call(int64 amount, const TossChargeIntent *in, const char *body,
 					const char *billing_key, TossEndpoint *ep, TossChargeVerdict *v)
 {
-	TossExpect	e = {.order_id = in->order_id, .amount = job->amount, .mid = in->mid};
+	TossExpect	e = {.order_id = in->order_id, .amount = amount, .mid = in->mid};
 	TossReply  *reply = palloc0(sizeof(TossReply));
 	TossReply  *lookup = palloc0(sizeof(TossReply));
 
@@ -372,10 +438,17 @@ charge_attempt_call(const TossJob *job, const TossChargeIntent *in, const char *
 	}
 }
 
+/*
+ * A toss_charge (TOSS_JOB_CHARGE: the caller's order), or the open period of
+ * a subscription (TOSS_JOB_CHARGE_SUBSCRIPTION, charge_subscription_now:
+ * claimed as the runner claims it, so that whichever of the two claims it
+ * first is the only one to post it; the other finds it in flight).
+ */
 static void
 job_charge(const TossJob *job, TossJobResult *result)
 {
 	MemoryContext job_cxt = CurrentMemoryContext;
+	bool		for_subscription = job->kind == TOSS_JOB_CHARGE_SUBSCRIPTION;
 	char	   *volatile order_id = (char *) job->order_id;
 	TossChargeVerdict verdict;
 
@@ -400,11 +473,28 @@ job_charge(const TossJob *job, TossJobResult *result)
 		/* intent: the order, the key and the secret first; nothing is recorded if one fails */
 		begin_job_tx();
 		MemoryContextSwitchTo(job_cxt);
-		if (order_id[0] == '\0')
-			order_id = psprintf("tb%s-%s", toss_store_order_tag(), toss_random_uuid());
-		toss_store_charge_intent(job->customer_key, job->amount, job->order_name, order_id,
-								 creq.customer_email, creq.customer_name, job->tax_free_amount,
-								 job->requested_by, job->timeout_ms, &in);
+		if (for_subscription)
+		{
+			TossSubscriptionCharge sc;
+
+			toss_store_subscription_charge_intent(job->subscription_id, job->requested_by, job->timeout_ms,
+												  &in, &sc);
+			creq.customer_key = sc.customer_key;
+			creq.amount = sc.amount;
+			creq.tax_free_amount = sc.tax_free_amount;
+			creq.order_name = sc.order_name;
+			creq.customer_email = sc.customer_email;
+			creq.customer_name = sc.customer_name;
+			order_id = in.order_id;
+		}
+		else
+		{
+			if (order_id[0] == '\0')
+				order_id = psprintf("tb%s-%s", toss_store_order_tag(), toss_random_uuid());
+			toss_store_charge_intent(job->customer_key, job->amount, job->order_name, order_id,
+									 creq.customer_email, creq.customer_name, job->tax_free_amount,
+									 job->requested_by, job->timeout_ms, &in);
+		}
 		if (strcmp(in.action, "done") == 0 || strcmp(in.action, "busy") == 0)
 		{
 			commit_tx();
@@ -414,6 +504,12 @@ job_charge(const TossJob *job, TossJobResult *result)
 				result->ok = true;
 				result->payload = pstrdup(in.payment_json);
 			}
+			else if (for_subscription)
+				set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+						  psprintf("the open period of subscription " INT64_FORMAT " is being charged", job->subscription_id),
+						  psprintf("Order %s of the period is in flight or its outcome is being resolved (by the runner or another call).",
+								   in.order_id ? in.order_id : "(none)"),
+						  pstrdup("Wait for its outcome: LISTEN toss_billing_events, or poll toss_billing.subscription_info; do not charge the period another way."));
 			else
 				set_error(result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
 						  psprintf("the outcome of the charge %s is not known yet", order_id),
@@ -433,7 +529,7 @@ job_charge(const TossJob *job, TossJobResult *result)
 		PG_TRY();
 		{
 			fill_endpoint(job, &ep, auth);
-			charge_attempt_call(job, &in, body, billing_key, &ep, &verdict);
+			charge_attempt_call(creq.amount, &in, body, billing_key, &ep, &verdict);
 			toss_wipe_string(billing_key);
 			toss_wipe_string(auth);
 			record_verdict(in.attempt_id, &verdict);
@@ -638,6 +734,7 @@ toss_job_execute(const TossJob *job, TossJobResult *result)
 			job_issue(job, result);
 			break;
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			job_charge(job, result);
 			break;
 		case TOSS_JOB_CANCEL:

@@ -363,8 +363,10 @@ AS $$
 $$;
 
 -- The coupon that discounts a subscription's next period invoice: its
--- active redemption's, if that still has periods left; else NULL.
-CREATE OR REPLACE FUNCTION toss_billing._coupon_for_next(subscription_id bigint)
+-- active redemption's, if that still has periods left; else NULL.  ahead:
+-- for the period invoice that many after the next one (each invoice before
+-- it uses up one of the coupon's periods).
+CREATE OR REPLACE FUNCTION toss_billing._coupon_for_next(subscription_id bigint, ahead integer DEFAULT 0)
 RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -374,7 +376,7 @@ AS $$
       JOIN toss_billing.coupons c ON c.id OPERATOR(pg_catalog.=) r.coupon_id
      WHERE r.subscription_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'active'
        AND (c.duration OPERATOR(pg_catalog.=) 'forever'
-            OR r.periods_applied OPERATOR(pg_catalog.<)
+            OR r.periods_applied::bigint OPERATOR(pg_catalog.+) COALESCE($2, 0) OPERATOR(pg_catalog.<)
                CASE WHEN c.duration OPERATOR(pg_catalog.=) 'once' THEN 1 ELSE c.duration_periods END);
 $$;
 

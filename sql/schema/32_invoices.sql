@@ -501,8 +501,14 @@ $$;
 --              (only their stored lines)
 --   invoice_id the draft being finalised (its stored lines count), or NULL
 --   records    the usage records it bills (period, final)
+--   ahead      0: the subscription's next invoice; n > 0: a period invoice
+--              n after it (_preview_period: what is known of a later period
+--              now), which carries nothing (earlier invoices take what is
+--              carried now) and is discounted only by a coupon with periods
+--              left after the n before it
 CREATE OR REPLACE FUNCTION toss_billing._compose(sub toss_billing.subscriptions, kind text, invoice_id bigint,
-                                                 records toss_billing._usage_row[], now_at timestamptz)
+                                                 records toss_billing._usage_row[], now_at timestamptz,
+                                                 ahead integer DEFAULT 0)
 RETURNS toss_billing.invoice_preview
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -569,7 +575,7 @@ BEGIN
         v_lines := v_lines || COALESCE((SELECT pg_catalog.array_agg(l)
                                           FROM toss_billing._usage_lines(sub.id, r.usage_from, r.usage_until,
                                                                          _compose.records, _compose.invoice_id) l), '{}');
-        -- what earlier invoices could not charge
+        -- what earlier invoices could not charge (on the next invoice)
         v_lines := v_lines || COALESCE((SELECT pg_catalog.array_agg(ROW(NULL, 'carried',
                                                                          CASE WHEN i.status = 'void'
                                                                               THEN pg_catalog.format('Unpaid invoice %s (its charge failed)', i.id)
@@ -586,11 +592,12 @@ BEGIN
                                          WHERE i.subscription_id = sub.id AND i.carried_forward <> 0
                                            AND i.carried_into_invoice_id IS NULL
                                            AND i.status = ANY (ARRAY['paid', 'void'])
-                                           AND i.id IS DISTINCT FROM _compose.invoice_id), '{}');
+                                           AND i.id IS DISTINCT FROM _compose.invoice_id
+                                           AND COALESCE(_compose.ahead, 0) = 0), '{}');
     END IF;
 
     IF _compose.kind = 'period' THEN
-        r.coupon_id := toss_billing._coupon_for_next(sub.id);
+        r.coupon_id := toss_billing._coupon_for_next(sub.id, _compose.ahead);
         -- the consent rule (34_consent): whether the recurring amount rose,
         -- and what holds if it did without consent
         c := toss_billing._consent_for(sub, sub.period_number, t.unit_amount, t.quantity, r.coupon_id);
@@ -598,7 +605,8 @@ BEGIN
         r.consent_requirement_id := c.requirement_id;
         IF c.outcome = 'canceled' THEN
             -- no period: what the subscription still owes, on a final invoice
-            r := toss_billing._compose(sub, 'final', _compose.invoice_id, _compose.records, _compose.now_at);
+            r := toss_billing._compose(sub, 'final', _compose.invoice_id, _compose.records, _compose.now_at,
+                                       _compose.ahead);
             r.consent := c.outcome;
             r.consent_requirement_id := c.requirement_id;
             RETURN r;
@@ -714,11 +722,62 @@ BEGIN
 END;
 $$;
 
+-- The invoice of a subscription's period p as it would be finalised now,
+-- without writing anything (preview_invoice, _next_amount).  p the next
+-- invoice's period (_next_period): its draft's lines, the plan line, the
+-- usage recorded so far, carried amounts, the discount and the consent
+-- rule's outcome.  p a later period: what is known of it now -- the plan
+-- line at the terms scheduled for it, the discount of a coupon that still
+-- has periods left then, the consent rule against the invoices finalised
+-- so far -- but no usage, one-off items or carried amounts (not known yet,
+-- or the invoices before it take them).
+-- NULL for a period before the next invoice's (finalised already).
+CREATE OR REPLACE FUNCTION toss_billing._preview_period(sub toss_billing.subscriptions, p integer)
+RETURNS toss_billing.invoice_preview
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.subscription_now(sub.id);
+    v_next integer := toss_billing._next_period(sub);
+    v_unit text;
+    v_count integer;
+    v_draft bigint;
+    v_records toss_billing._usage_row[];
+BEGIN
+    IF _preview_period.p IS NULL OR _preview_period.p < v_next THEN
+        RETURN NULL;
+    END IF;
+    -- a period after the open one: seen from its start
+    IF _preview_period.p > sub.period_number THEN
+        SELECT pl.interval_unit, pl.interval_count INTO v_unit, v_count
+          FROM toss_billing.plans pl WHERE pl.id = (toss_billing._terms_at(sub, _preview_period.p)).plan_id;
+        sub.current_period_start := CASE WHEN _preview_period.p = sub.period_number + 1 THEN sub.current_period_end
+                                         ELSE toss_billing.period_start(sub.billing_anchor, sub.time_zone, v_unit, v_count,
+                                                                        _preview_period.p - sub.anchor_period) END;
+        sub.current_period_end := toss_billing.period_start(sub.billing_anchor, sub.time_zone, v_unit, v_count,
+                                                            _preview_period.p + 1 - sub.anchor_period);
+        sub.period_number := _preview_period.p;
+    END IF;
+    IF _preview_period.p > v_next THEN
+        RETURN toss_billing._compose(sub, 'period', NULL, '{}', v_now, _preview_period.p - v_next);
+    END IF;
+    SELECT i.id INTO v_draft FROM toss_billing.invoices i
+     WHERE i.subscription_id = sub.id AND i.kind = 'period' AND i.period_number = _preview_period.p
+       AND i.status = 'draft';
+    SELECT pg_catalog.array_agg(ROW(u.meter_id, u.quantity, u.occurred_at, u.recorded_at, u.usage_key)::toss_billing._usage_row)
+      INTO v_records
+      FROM toss_billing.usage_records u
+     WHERE u.subscription_id = sub.id AND u.invoice_id IS NULL AND u.occurred_at < sub.current_period_start;
+    RETURN toss_billing._compose(sub, 'period', v_draft, COALESCE(v_records, '{}'), v_now);
+END;
+$$;
+
 -- The next invoice of a subscription as it would be finalised now
 -- (Stripe's upcoming invoice): its draft's lines, the plan line, the usage
 -- recorded so far, carried amounts, the discount and the consent rule's
--- outcome.  Writes nothing (SECURITY DEFINER only to read what operators
--- and auditors may not call themselves).
+-- outcome (_preview_period).  Writes nothing (SECURITY DEFINER only to read
+-- what operators and auditors may not call themselves).
 CREATE OR REPLACE FUNCTION toss_billing.preview_invoice(subscription_id bigint)
 RETURNS toss_billing.invoice_preview
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -726,11 +785,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sub toss_billing.subscriptions;
-    v_now timestamptz;
-    v_p integer;
-    v_draft bigint;
-    v_records toss_billing._usage_row[];
-    v_until timestamptz;
 BEGIN
     IF preview_invoice.subscription_id IS NULL THEN
         RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
@@ -743,28 +797,49 @@ BEGIN
         RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000',
             DETAIL = 'A canceled subscription has no next invoice; its final invoice is in toss_billing.invoices.';
     END IF;
-    v_now := toss_billing.subscription_now(v_sub.id);
-    v_p := toss_billing._next_period(v_sub);
-    -- the next invoice is the open period's, or the following one's: seen
-    -- from the start of that period
-    IF v_p > v_sub.period_number THEN
-        v_sub.period_number := v_p;
-        v_sub.current_period_start := v_sub.current_period_end;
-        v_sub.current_period_end := toss_billing.period_start(v_sub.billing_anchor, v_sub.time_zone,
-                                                              (SELECT pl.interval_unit FROM toss_billing.plans pl
-                                                                WHERE pl.id = (toss_billing._terms_at(v_sub, v_p)).plan_id),
-                                                              (SELECT pl.interval_count FROM toss_billing.plans pl
-                                                                WHERE pl.id = (toss_billing._terms_at(v_sub, v_p)).plan_id),
-                                                              v_p + 1 - v_sub.anchor_period);
+    RETURN toss_billing._preview_period(v_sub, toss_billing._next_period(v_sub));
+END;
+$$;
+
+-- What a subscription's period (the open one by default) will be charged,
+-- the one function that says it (95_reporting's subscription_info,
+-- upcoming_renewals and dunning follow it): the amount_due of
+-- the period's invoice -- as finalised (0 when it was voided: what it owed
+-- went on to a later invoice), else as it would be finalised now, computed
+-- as preview_invoice computes it (_preview_period: for a period after the
+-- next invoice's, what is known of it now).  NULL for a period that has no
+-- invoice and will not have one (before the open period, or of a canceled
+-- subscription).  Writes nothing.
+CREATE OR REPLACE FUNCTION toss_billing._next_amount(subscription_id bigint, period_number integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions;
+    v_period integer;
+    v_inv toss_billing.invoices;
+BEGIN
+    IF _next_amount.subscription_id IS NULL THEN
+        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
     END IF;
-    SELECT i.id INTO v_draft FROM toss_billing.invoices i
-     WHERE i.subscription_id = v_sub.id AND i.kind = 'period' AND i.period_number = v_p AND i.status = 'draft';
-    v_until := v_sub.current_period_start;
-    SELECT pg_catalog.array_agg(ROW(u.meter_id, u.quantity, u.occurred_at, u.recorded_at, u.usage_key)::toss_billing._usage_row)
-      INTO v_records
-      FROM toss_billing.usage_records u
-     WHERE u.subscription_id = v_sub.id AND u.invoice_id IS NULL AND u.occurred_at < v_until;
-    RETURN toss_billing._compose(v_sub, 'period', v_draft, COALESCE(v_records, '{}'), v_now);
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _next_amount.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', _next_amount.subscription_id USING ERRCODE = 'P0002';
+    END IF;
+    v_period := COALESCE(_next_amount.period_number, v_sub.period_number);
+    IF v_period < 0 THEN
+        RAISE EXCEPTION 'period_number must not be negative' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_inv FROM toss_billing.invoices i
+     WHERE i.subscription_id = v_sub.id AND i.kind = 'period' AND i.period_number = v_period AND i.status <> 'draft';
+    IF FOUND THEN
+        RETURN CASE WHEN v_inv.status = 'void' THEN 0 ELSE v_inv.amount_due END;
+    END IF;
+    IF v_sub.status = 'canceled' OR v_period < v_sub.period_number THEN
+        RETURN NULL;
+    END IF;
+    RETURN (toss_billing._preview_period(v_sub, v_period)).amount_due;
 END;
 $$;
 
@@ -1030,7 +1105,10 @@ $$;
 -- order, then as many of those it cannot (a total of 0 needs no card).
 -- Each in a subtransaction of its own: one that fails is skipped with an
 -- alert and the others go on.  Returns how many were finalised.
-CREATE OR REPLACE FUNCTION toss_billing._finalize_due(max_count integer)
+-- only_subscription: that subscription's alone, without waiting for the
+-- grace window (charge_subscription_now: its charge is asked for now), and
+-- an error is raised to the caller rather than recorded as an alert.
+CREATE OR REPLACE FUNCTION toss_billing._finalize_due(max_count integer, only_subscription bigint DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -1052,7 +1130,10 @@ BEGIN
               LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
              WHERE s.next_charge_at <= v_horizon
                AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
-               AND s.current_period_start + v_grace <= COALESCE(tc.now_at, v_now)
+               AND (_finalize_due.only_subscription IS NULL OR s.id = _finalize_due.only_subscription)
+               AND s.current_period_start
+                   + CASE WHEN _finalize_due.only_subscription IS NULL THEN v_grace ELSE '0'::interval END
+                   <= COALESCE(tc.now_at, v_now)
                AND (s.status = ANY (ARRAY['active', 'past_due'])
                     OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
                AND EXISTS (SELECT FROM toss_billing.billing_keys bk
@@ -1069,6 +1150,9 @@ BEGIN
                 PERFORM toss_billing._finalize_period_invoice(r.id);
                 v_count := v_count + 1;
             EXCEPTION WHEN OTHERS THEN
+                IF _finalize_due.only_subscription IS NOT NULL THEN
+                    RAISE;
+                END IF;
                 PERFORM toss_billing._event(r.id, 'alert', NULL, NULL, 'the period''s invoice could not be finalised',
                                             toss_billing.subscription_now(r.id),
                                             pg_catalog.jsonb_build_object('sqlstate', SQLSTATE, 'error', SQLERRM));
@@ -1346,7 +1430,8 @@ BEGIN
 END;
 $$;
 
-GRANT EXECUTE ON FUNCTION toss_billing.preview_invoice(bigint) TO toss_billing_operator, toss_billing_auditor;
+GRANT EXECUTE ON FUNCTION toss_billing.preview_invoice(bigint), toss_billing._next_amount(bigint, integer)
+    TO toss_billing_operator, toss_billing_auditor;
 GRANT EXECUTE ON FUNCTION toss_billing.add_invoice_item(bigint, bigint, text, integer, boolean, text),
                           toss_billing.delete_invoice_item(bigint),
                           toss_billing.charge_invoice_now(bigint)

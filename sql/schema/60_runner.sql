@@ -53,7 +53,13 @@ $$;
 -- "nothing claimed".  The caller commits before calling Toss.
 -- call_timeout: the caller's timeout for one call; the attempt's deadline
 -- is twice that (the call and its lookup).
-CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds')
+-- only_subscription: claim that subscription's open period alone
+-- (charge_subscription_now, which makes it due first), by the very same
+-- rules: its transitions, its period invoice finalised (without waiting for
+-- the grace window: the charge is asked for now), its period's order; no
+-- other subscription's work, no invoices of their own, no consent notices.
+CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
+                                                    only_subscription bigint DEFAULT NULL)
 RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
               amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
@@ -72,12 +78,15 @@ BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
     END IF;
-    PERFORM toss_billing._apply_transitions(NULL);
-    PERFORM toss_billing._consent_notices();
+    PERFORM toss_billing._apply_transitions(CASE WHEN _claim_due.only_subscription IS NOT NULL
+                                                 THEN ARRAY[_claim_due.only_subscription] END);
+    IF _claim_due.only_subscription IS NULL THEN
+        PERFORM toss_billing._consent_notices();
+    END IF;
     IF v_limit = 0 THEN
         RETURN;
     END IF;
-    PERFORM toss_billing._finalize_due(v_limit);
+    PERFORM toss_billing._finalize_due(v_limit, _claim_due.only_subscription);
     v_now := toss_billing.now();
     v_horizon := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
 
@@ -93,6 +102,7 @@ BEGIN
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE s.next_charge_at <= v_horizon
            AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
+           AND (_claim_due.only_subscription IS NULL OR s.id = _claim_due.only_subscription)
            AND (s.status = ANY (ARRAY['active', 'past_due'])
                 OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
            AND EXISTS (SELECT FROM toss_billing.billing_keys bk
@@ -174,7 +184,7 @@ BEGIN
      ORDER BY at.id;
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     v_limit := v_limit - v_claimed;
-    IF v_limit <= 0 THEN
+    IF v_limit <= 0 OR _claim_due.only_subscription IS NOT NULL THEN
         RETURN;
     END IF;
 
@@ -526,7 +536,8 @@ $$;
 -- each of its statements with search_path = pg_catalog, pg_temp.)
 -- The INOUT parameters only carry the summary back (a procedure's OUT
 -- parameters cannot follow ones with defaults): claimed, done, failed,
--- unknown, throttled attempts and the elapsed milliseconds.
+-- unknown, throttled attempts, the elapsed milliseconds, and the id of the
+-- run's row in toss_billing.runs.
 CREATE OR REPLACE PROCEDURE toss_billing.run_due(
     max_charges integer DEFAULT 10000,
     time_budget interval DEFAULT '50 seconds',
@@ -535,7 +546,8 @@ CREATE OR REPLACE PROCEDURE toss_billing.run_due(
     INOUT failed bigint DEFAULT NULL,
     INOUT unknown bigint DEFAULT NULL,
     INOUT throttled bigint DEFAULT NULL,
-    INOUT elapsed_ms double precision DEFAULT NULL)
+    INOUT elapsed_ms double precision DEFAULT NULL,
+    INOUT run_id bigint DEFAULT NULL)
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'toss_run_due';
 
