@@ -184,6 +184,9 @@ typedef struct EngineShared
 
 static EngineShared *engine = NULL;
 
+/* an engine worker's database, named outside transactions (logs, bgw_name) */
+static char *my_dbname = NULL;
+
 /* the caller's slot while it waits (for the exit callback) */
 static int	my_slot = -1;
 static uint32 my_generation = 0;
@@ -370,7 +373,9 @@ start_worker(int idx)
 {
 	BackgroundWorker w;
 	BackgroundWorkerHandle *handle;
-	char	   *dbname = get_database_name(engine->workers[idx].dbid);
+	Oid			dbid = engine->workers[idx].dbid;
+	char	   *dbname = IsTransactionState() ? get_database_name(dbid) :
+		(dbid == MyDatabaseId ? my_dbname : NULL);
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -1456,6 +1461,13 @@ toss_billing_engine_main(Datum main_arg)
 
 	toss_worker_connect(me->dbid, me->owner, "toss_billing engine");
 	SetConfigOption("lock_timeout", "10s", PGC_USERSET, PGC_S_SESSION);
+	StartTransactionCommand();
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		my_dbname = MemoryContextStrdup(TopMemoryContext, name ? name : "?");
+	}
+	CommitTransactionCommand();
 
 	memset(&e, 0, sizeof(e));
 	e.idx = idx;
