@@ -113,6 +113,7 @@ PG_FUNCTION_INFO_V1(toss_engine_workers_sql);
 #define IDLE_EXIT_MS 60000
 #define ORPHAN_EXIT_MS 500		/* idle, and no client session in the database */
 #define KINDS 4
+#define BUSY_WAIT_MS 50			/* a call queued this long asks for another worker */
 
 typedef enum SlotState
 {
@@ -745,6 +746,9 @@ take_jobs(Engine *e)
 			more_waiting = true;
 			break;
 		}
+		/* a call that waited while this worker was busy: it needs help */
+		if (TimestampDifferenceExceeds(s->enqueued_at, GetCurrentTimestamp(), BUSY_WAIT_MS))
+			more_waiting = true;
 		dlist_delete(&s->node);
 		s->state = SLOT_TAKEN;
 		s->worker = e->idx;
@@ -893,6 +897,7 @@ run_intents(Engine *e)
 								 GUC_ACTION_LOCAL, true, 0, false);
 		toss_store_check_version();
 		toss_load_codes();
+		toss_job_auth_cache_use(cxt);
 		if (need_tag)
 		{
 			char	   *tag;
@@ -940,12 +945,14 @@ run_intents(Engine *e)
 			}
 			toss_job_wipe(j);
 		}
+		toss_job_auth_cache_reset();
 		commit_tx();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *err;
 
+		toss_job_auth_cache_reset();
 		MemoryContextSwitchTo(cxt);
 		err = CopyErrorData();
 		FlushErrorState();

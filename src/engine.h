@@ -93,6 +93,8 @@ extern bool toss_engine_gate_acquire(const char *merchant);
 extern void toss_engine_gate_release(const char *merchant);
 
 /* jobs.c: the steps, called by the engine worker */
+extern void toss_job_auth_cache_use(MemoryContext cxt);
+extern void toss_job_auth_cache_reset(void);
 extern void toss_job_intent(EngineJob *j);
 extern void toss_job_after_intent(EngineJob *j);
 extern void toss_job_reply(EngineJob *j, TossHttpResponse *resp);

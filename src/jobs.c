@@ -147,6 +147,66 @@ read_answer(EngineJob *j, TossReply *answer, TossHttpResponse *resp)
 
 /* ---------------------------------------------------------------- intents */
 
+/*
+ * The Authorization header of a merchant, read from the secret key file
+ * once per intent transaction (toss_job_auth_cache_reset), not once per
+ * call; each call gets its own copy, wiped with the call.  The cache lives
+ * in the memory context current at the reset, wiped at the next reset.
+ */
+typedef struct AuthCache
+{
+	char	   *merchant;
+	char	   *header;
+} AuthCache;
+
+static List *auth_cache = NIL;
+
+void
+toss_job_auth_cache_reset(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, auth_cache)
+		toss_wipe_string(((AuthCache *) lfirst(lc))->header);
+	auth_cache = NIL;
+}
+
+static char *
+job_auth(const char *merchant, MemoryContext cache_cxt)
+{
+	ListCell   *lc;
+	AuthCache  *a;
+	MemoryContext old;
+
+	foreach(lc, auth_cache)
+	{
+		a = lfirst(lc);
+		if (strcmp(a->merchant, merchant) == 0)
+			return pstrdup(a->header);
+	}
+	/* raises if the key cannot be read: nothing is cached then */
+	{
+		char	   *header = toss_authorization_header(merchant);
+
+		old = MemoryContextSwitchTo(cache_cxt);
+		a = palloc(sizeof(AuthCache));
+		a->merchant = pstrdup(merchant);
+		a->header = pstrdup(header);
+		auth_cache = lappend(auth_cache, a);
+		MemoryContextSwitchTo(old);
+		return header;
+	}
+}
+
+static MemoryContext auth_cache_cxt = NULL;
+
+void
+toss_job_auth_cache_use(MemoryContext cxt)
+{
+	toss_job_auth_cache_reset();
+	auth_cache_cxt = cxt;
+}
+
 static void
 intent_issue(EngineJob *j)
 {
@@ -154,7 +214,7 @@ intent_issue(EngineJob *j)
 	j->customer_id = toss_store_customer_id(j->job.customer_key);
 	j->idem = toss_random_uuid();
 	j->row_id = toss_store_issue_intent(j->customer_id, j->job.merchant, j->idem);
-	j->auth = toss_authorization_header(j->job.merchant);
+	j->auth = job_auth(j->job.merchant, auth_cache_cxt);
 	j->merchant = j->job.merchant;
 }
 
@@ -186,7 +246,7 @@ intent_charge(EngineJob *j)
 		return;
 	}
 	j->billing_key = toss_decrypt_billing_key(in->sealed, in->billing_key_id);
-	j->auth = toss_authorization_header(in->merchant);
+	j->auth = job_auth(in->merchant, auth_cache_cxt);
 	j->merchant = in->merchant;
 }
 
@@ -195,7 +255,7 @@ intent_cancel(EngineJob *j)
 {
 	toss_store_cancel_intent(j->job.payment, j->job.reason, j->job.has_amount, j->job.amount,
 							 j->job.requested_by, j->job.timeout_ms, &j->cin);
-	j->auth = toss_authorization_header(j->cin.merchant);
+	j->auth = job_auth(j->cin.merchant, auth_cache_cxt);
 	j->merchant = j->cin.merchant;
 }
 
@@ -204,7 +264,7 @@ intent_delete(EngineJob *j)
 {
 	toss_store_delete_intent(j->job.customer_key, &j->ref);
 	j->billing_key = toss_decrypt_billing_key(j->ref.sealed, j->ref.billing_key_id);
-	j->auth = toss_authorization_header(j->ref.merchant);
+	j->auth = job_auth(j->ref.merchant, auth_cache_cxt);
 	j->merchant = j->ref.merchant;
 }
 

@@ -2,8 +2,10 @@
  * worker.c — what every background worker of this library shares: the
  * LOGIN check of the role it connects as, registering a dynamic worker
  * that reports to the registering backend (the outcome recorder), mapping
- * its segment, and connecting to a database with a safe search_path.  (The
- * engine's workers are engine.c's.)
+ * its segment, and connecting to a database with a safe search_path; and
+ * the start time of the current process (toss_billing._backend_start), which
+ * names it as the caller of the attempts it records.  (The engine's workers
+ * are engine.c's.)
  */
 #include "postgres.h"
 
@@ -25,7 +27,18 @@
 #include "utils/syscache.h"
 
 #include "errors.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
 #include "worker.h"
+
+PG_FUNCTION_INFO_V1(toss_backend_start);
+
+/* toss_billing._backend_start(): this process's start, as pg_stat_activity.backend_start shows it. */
+Datum
+toss_backend_start(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(MyStartTimestamp);
+}
 
 /* ---- caller side ---- */
 

@@ -237,21 +237,24 @@ BEGIN
                     payment, hold, reuse_refused)),
     -- a done outcome counts only with a Payment that answers this order (the
     -- C side checked it already; the same predicate checks it here, so no
-    -- writer can mark an order paid from an answer that does not match)
-    verified AS (
+    -- writer can mark an order paid from an answer that does not match):
+    -- once per row (materialized), on the jsonb as it is
+    verified AS MATERIALIZED (
         SELECT i.*,
-               CASE WHEN i.state <> 'done' THEN NULL
-                    WHEN i.payment IS NULL THEN 'a done outcome without its Payment'
-                    ELSE NULLIF(pg_catalog.regexp_replace(
-                                    toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid),
-                                    '^unverified: ', ''), 'approved') END AS why,
-               -- a failure's Payment (ABORTED) counts only if it is this order's
-               i.state = 'failed' AND i.payment IS NOT NULL
-               AND toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) = 'failed' AS failure_verified
+               CASE WHEN i.payment IS NOT NULL AND i.state = ANY (ARRAY['done', 'failed'])
+                    THEN toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) END AS verdict
           FROM input i
           LEFT JOIN toss_billing.attempts a ON a.id = i.attempt_id
           LEFT JOIN toss_billing.payments p ON p.id = a.payment_id
           LEFT JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id),
+    checked AS (
+        SELECT v.*,
+               CASE WHEN v.state <> 'done' THEN NULL
+                    WHEN v.payment IS NULL THEN 'a done outcome without its Payment'
+                    ELSE NULLIF(pg_catalog.regexp_replace(v.verdict, '^unverified: ', ''), 'approved') END AS why,
+               -- a failure's Payment (ABORTED) counts only if it is this order's
+               v.state = 'failed' AND v.payment IS NOT NULL AND v.verdict = 'failed' AS failure_verified
+          FROM verified v),
     given AS (
         SELECT v.attempt_id,
                CASE WHEN v.why IS NULL THEN v.state ELSE 'unknown' END AS state,
@@ -265,7 +268,7 @@ BEGIN
                     WHEN v.failure_verified THEN v.payment END AS payment,
                COALESCE(v.why, v.hold) AS hold,
                v.reuse_refused
-          FROM verified v),
+          FROM checked v),
     still_open AS (
         SELECT a.id, a.state
           FROM toss_billing.attempts a

@@ -75,6 +75,7 @@ my $workers = $node->safe_psql('postgres',
 cmp_ok($workers, '<=', 2, "at most toss_billing.engine_workers = 2 engine workers ($workers)");
 
 # 2. what the workers and the queue show, while calls are slow
+HTTP::Tiny->new->request('DELETE', "$url/__emulator/faults");
 emu_post('/__emulator/faults',
 	{ match => { method => 'POST', orderIdPrefix => 'slow-' }, fault => { latencyMs => 3000 } });
 my @slow;
@@ -94,7 +95,8 @@ my $activity = $node->safe_psql('postgres',
 like($activity, qr/toss_charge slow-\d of customer eng-001 \(at toss\)/, 'pg_stat_activity names the calls');
 unlike($activity, qr/test_sk|Basic |billing\/[A-Za-z0-9_-]{20,}/, 'and shows no secret');
 my $stats = $node->safe_psql('postgres', "SELECT in_flight FROM toss_billing.stats WHERE endpoint = 'charge'");
-cmp_ok($stats, '>=', 5, "toss_billing.stats counts the charges in flight ($stats)");
+cmp_ok($stats, '>=', 5, "toss_billing.stats counts the charges in flight ($stats)")
+  or diag($node->safe_psql('postgres', 'SELECT * FROM toss_billing.stats; SELECT * FROM toss_billing.engine_workers; SELECT * FROM toss_billing.engine_queue'));
 my $reader = $node->safe_psql('postgres', q{
 	SET ROLE reader;
 	SELECT (SELECT count(*) FROM toss_billing.engine_queue) || ',' ||
