@@ -69,8 +69,9 @@ test: deps
 	$(MAKE) install
 	test/scripts/run-tests
 
+# The project's test merchants; EMULATOR_ARGS='--merchant test_sk_…' adds yours.
 emulator:
-	test/emulator/run --port $${PORT:-4010} $(EMULATOR_ARGS)
+	test/emulator/run --port $${PORT:-4010} --merchants test/scripts/merchants.json $(EMULATOR_ARGS)
 
 bench: deps
 	$(MAKE) all

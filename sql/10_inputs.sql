@@ -1,4 +1,5 @@
 -- Every input rule is checked before anything is recorded or sent.
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
 SELECT customer_key FROM toss_billing.create_customer('입력 검사', 'inputs@example.com', 'cust-inputs');

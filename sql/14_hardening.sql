@@ -151,7 +151,7 @@ SELECT c.relname, a.attname,
        has_column_privilege('toss_billing_auditor', c.oid, a.attnum, 'SELECT') AS auditor
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
  WHERE c.relnamespace = 'toss_billing'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
-   AND (a.attname IN ('idempotency_key', 'encrypted_key', 'key_hash'))
+   AND (a.attname IN ('idempotency_key', 'encrypted_key', 'key_hash', 'auth_key_hash'))
  ORDER BY 1, 2;
 
 -- the notification carries ids, the event type and the status: nothing else

@@ -1,4 +1,5 @@
 -- The seed's flow: register a card, issue a billing key, charge 4,900 KRW.
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
 SELECT customer_key FROM toss_billing.create_customer('박토스', 'customer@email.com', 'cust-happy');
@@ -16,8 +17,9 @@ SELECT status, length(encrypted_key) > 0 AS sealed,
   FROM toss_billing.billing_keys bk JOIN toss_billing.customers c ON c.id = bk.customer_id
  WHERE c.customer_key = 'cust-happy';
 
--- an authKey works once
-SELECT toss_billing.toss_issue_billing_key('cust-happy', :'ak');
+-- an authKey works once at Toss; the same customer bringing it again (the
+-- successUrl reloaded) gets the key it was exchanged for, with no call
+SELECT status, card_number FROM toss_billing.toss_issue_billing_key('cust-happy', :'ak');
 \echo :LAST_ERROR_SQLSTATE
 
 \x on
@@ -81,8 +83,20 @@ SELECT (card).number FROM toss_billing.toss_charge('cust-happy', 1000, '추가 �
 UPDATE toss_billing.billing_keys SET encrypted_key = (
     SELECT encrypted_key FROM toss_billing.billing_keys WHERE status = 'replaced' ORDER BY id LIMIT 1)
  WHERE status = 'active' AND customer_id = (SELECT id FROM toss_billing.customers WHERE customer_key = 'cust-happy');
-SELECT toss_billing.toss_charge('cust-happy', 1000, '추가 결제', 'order-happy-0003');
-\echo :LAST_ERROR_SQLSTATE
+-- (the key's row id, which depends on what ran before, is shown as #)
+DO $$
+DECLARE
+    v_detail text;
+    v_hint text;
+BEGIN
+    PERFORM toss_billing.toss_charge('cust-happy', 1000, '추가 결제', 'order-happy-0003');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE '%: %', SQLSTATE, regexp_replace(SQLERRM, 'billing key [0-9]+', 'billing key #');
+    RAISE NOTICE 'detail: %', v_detail;
+    RAISE NOTICE 'hint: %', v_hint;
+END;
+$$;
 SELECT count(*) FROM toss_billing.payments WHERE order_id = 'order-happy-0003';
 
 -- a trailing slash on toss_billing.api_url is dropped before paths are appended

@@ -1,4 +1,5 @@
 -- Toss's errors map to one SQLSTATE per class; the ledger records each failure.
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
 CREATE FUNCTION pg_temp.new_customer(customer text) RETURNS text

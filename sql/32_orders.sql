@@ -1,4 +1,5 @@
 -- Orders and attempts through toss_charge, against the emulator's hostile
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- answers (issue 11): one Toss orderId per obligation, retried under the
 -- same orderId; no answer counts until it is verified against the request;
 -- after the request left, the caller sees the verified outcome or TB006.

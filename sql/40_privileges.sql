@@ -1,4 +1,5 @@
 -- Who may do what: nothing without a grant, operators bill, auditors read,
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- and nobody but superusers sees secrets.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST

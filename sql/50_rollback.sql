@@ -1,4 +1,5 @@
 -- A charge made at Toss survives the caller's ROLLBACK: the worker commits
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- the ledger row on its own.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST

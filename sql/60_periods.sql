@@ -1,4 +1,5 @@
 -- Billing periods: computed from the anchor and the period number in the
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- subscription's time zone, never by chaining "+ 1 month".
 \set SHOW_CONTEXT never
 SET TimeZone = 'UTC';

@@ -1,4 +1,5 @@
 -- The test clock: toss_billing.now() is the frozen database clock if there
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- is one, and a subscription on a test clock lives on that clock alone.
 \set SHOW_CONTEXT never
 SET TimeZone = 'Asia/Seoul';

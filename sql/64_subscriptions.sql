@@ -1,4 +1,5 @@
 -- Plans and the subscription API: create, change plan, cancel, pause,
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- resume, and the transitions that need no charge (trial end, cancel at
 -- period end, a plan change at the period boundary).  Nothing is charged
 -- here: these customers have no billing key.

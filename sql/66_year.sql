@@ -1,4 +1,5 @@
 -- A year of subscriptions on a frozen clock, driven through the runner's SQL
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- half (_claim_due, then _record_outcomes with the outcome each step asks
 -- for): month ends and a leap day, a plan change at the next period, a
 -- decline and its retry, an unknown outcome and its recovery, a pause, missed

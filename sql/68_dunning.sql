@@ -1,4 +1,5 @@
 -- Dunning: what each failure class does to a subscription, the retry
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- schedule and its final status, replacing the card, the alert on a
 -- configuration error, and the NOTIFY that announces every event.  Each
 -- subscription lives on its own test clock, starting 2024-07-01 10:00 in Seoul.

@@ -1,4 +1,5 @@
 -- The runner's contract: what _claim_due returns and records (an order for
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- the period and one in_flight attempt under it), what it skips, the unique
 -- index that allows one live or paid order per obligation (a subscription
 -- period), and how _record_outcomes completes the attempt and its order.

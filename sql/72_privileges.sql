@@ -1,4 +1,5 @@
 -- Who may do what with subscriptions: operators manage them through the
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- functions and read everything; auditors read; the runner's functions,
 -- the clocks and the dunning policy stay with the extension owner; PUBLIC
 -- gets nothing.

@@ -1,4 +1,5 @@
 -- 0.1.0 -> 0.2.0: ALTER EXTENSION UPDATE on a database that already has a
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- ledger gives the same objects as a fresh install, and keeps the ledger;
 -- and on to 0.5.0, where that ledger becomes orders and attempts.
 \set SHOW_CONTEXT never

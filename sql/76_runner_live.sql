@@ -1,4 +1,5 @@
 -- The runner end to end: CALL toss_billing.run_due() against the emulator's
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- declining, flaky and good test cards, through dunning and a card
 -- replacement.  In a database of its own, so the runner sees only these
 -- subscriptions.

@@ -1,4 +1,5 @@
 -- The runner's limits: toss_billing.max_requests_per_second paces the calls,
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- and throttling by Toss (429 / FORBIDDEN_CONSECUTIVE_REQUEST) is backed off
 -- from and recorded as a transient failure, never as a charge.  In a database
 -- of its own, so the runner sees only these subscriptions.

@@ -1,4 +1,5 @@
 -- Orders and attempts through the runner (CALL toss_billing.run_due())
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- against the emulator's hostile answers (issue 11).  Each block failed on
 -- 0.4.0: transient errors and ghosts retried under a new order id, one bad
 -- row stopped the whole batch, recovery re-posted what was no longer owed,
@@ -211,6 +212,35 @@ SELECT count(*) AS live_orders_of_the_period, count(DISTINCT obligation) AS obli
 TRUNCATE emu; INSERT INTO emu VALUES (:'ledger');
 SELECT * FROM pg_temp.charges_at_toss('ro-abort');
 SELECT customer_key, status FROM pg_temp.subs('ro-abort');
+
+-- The runner's own statements never resolve a name through the caller's
+-- search_path (issue 9): a session whose search_path finds pg_temp first
+-- plants domains named like the types the runner's SQL casts to, whose
+-- checks trip a wire; the runner records its outcomes in this very backend.
+CREATE TEMP TABLE tripped (what text);
+CREATE FUNCTION pg_temp.tripwire(what text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pg_temp.tripped VALUES (what);
+    RETURN true;
+END;
+$$;
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (pg_temp.tripwire('jsonb'));
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.tripwire('text'));
+CREATE DOMAIN pg_temp.bigint AS pg_catalog.int8 CHECK (pg_temp.tripwire('bigint'));
+CREATE DOMAIN pg_temp.bytea AS pg_catalog.bytea CHECK (pg_temp.tripwire('bytea'));
+CREATE DOMAIN pg_temp.interval AS pg_catalog.interval CHECK (pg_temp.tripwire('interval'));
+SELECT customer_key FROM toss_billing.create_customer(NULL, NULL, 'ro-path');
+\set ak `$TB_TEST/emu authkey ro-path`
+SELECT status FROM toss_billing.toss_issue_billing_key('ro-path', :'ak');
+SELECT id AS s_path FROM toss_billing.create_subscription('ro-path', :plan) \gset
+SET toss_billing.outcome_recorder = off;
+SET search_path = '';
+CALL toss_billing.run_due() \gset
+RESET search_path;
+RESET toss_billing.outcome_recorder;
+SELECT :claimed AS claimed, :done AS done;
+SELECT count(*) AS tripwires_run FROM pg_temp.tripped;
+SELECT "order", state FROM pg_temp.orders('ro-path');
 
 \c toss_regress
 DROP DATABASE toss_orders;

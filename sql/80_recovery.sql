@@ -1,4 +1,5 @@
 -- Recovery: in-flight attempts whose caller is gone become unknown
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- (_mark_stale: written before the server started, by a process that
 -- ended, or past the attempt's own deadline), unknown attempts are claimed
 -- for the lookup by order id with a backoff (_claim_unknown, which also

@@ -1,4 +1,5 @@
 -- Refunds: _cancel_intent checks a cancel and records it in flight before
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- anything is sent (refusing over-refunds, counting cancels in flight or
 -- unknown against the balance, one cancel after the other); _cancel_outcome
 -- records what Toss answered, keeps the payment's balance, and treats a

@@ -1,4 +1,5 @@
 -- Billing key deletion: _delete_intent finds the customer's active key (the
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- one toss_delete_billing_key DELETEs at Toss); _billing_key_deleted marks a
 -- key deleted and, when the customer is left without an active key, moves
 -- its active and past_due subscriptions to past_due with nothing scheduled,

@@ -1,4 +1,5 @@
 -- Webhooks: ingest_webhook stores each delivery once (deduplicated by the
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- transmission id header, else by a hash of the event), keeps only Toss's
 -- headers and never a billing key, marks BILLING_DELETED keys deleted (found
 -- by their keyed hash) and ignores what it does not handle.  Payment events

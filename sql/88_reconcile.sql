@@ -1,4 +1,5 @@
 -- Reconciliation: _reconcile_items, the core of reconcile(), compares Toss's
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- transactions of a window (GET /v1/transactions items, built here as the
 -- emulator lists them; an item may carry Toss's Payment, which reconcile()
 -- fetches for what the items alone cannot settle) with the ledger: payments

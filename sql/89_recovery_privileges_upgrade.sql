@@ -1,4 +1,5 @@
 -- Who may do what with 0.3.0's objects, and the 0.2.0 -> 0.3.0 upgrade, on
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- to 0.5.0.  Operators refund, delete keys, take webhooks in, reconcile and
 -- resolve discrepancies through their entry points; auditors read; the SQL
 -- halves and the C functions that call Toss for them stay with the extension

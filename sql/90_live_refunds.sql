@@ -1,4 +1,5 @@
 -- Refunds end to end: toss_billing.toss_cancel() against the emulator's real
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- cancel API.  A partial cancel by payment key and the rest by order id
 -- (PARTIAL_CANCELED with a balance of 0: fully refunded), a single full
 -- cancel (CANCELED), over-refunds and cancels of failed payments refused

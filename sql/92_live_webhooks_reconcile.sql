@@ -1,4 +1,5 @@
 -- Billing key deletion, webhooks and reconciliation end to end, against the
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- emulator: toss_billing.toss_delete_billing_key() DELETEs the key at Toss
 -- (a key Toss already removed counts as deleted) and moves the customer's
 -- subscriptions to past_due; toss_billing.ingest_webhook() takes the

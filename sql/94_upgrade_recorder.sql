@@ -1,4 +1,5 @@
 -- The 0.3.0 -> 0.4.0 -> 0.5.0 upgrades of the outcome recorder's half.
+-- Needs: 00_setup (the extension in this database) and the emulator; runs alone after it.
 -- 0.4.0: _record_outcomes, now called beside the same runner's claims (by
 -- the outcome recorder), locks the subscriptions before the payments.
 -- 0.5.0: it is keyed by attempt, and the ledger becomes orders and

@@ -42,6 +42,7 @@ static const char *root_key_problem = NULL; /* static string, for errdetail */
 
 static const char subkey_info[] = "toss_billing billing key v1";
 static const char lookup_info[] = "toss_billing billing key lookup v1";
+static const char auth_key_info[] = "toss_billing auth key lookup v1";
 
 static void
 read_root_key_file(unsigned char *out)
@@ -159,22 +160,59 @@ derive_subkey(unsigned char *subkey)
  * key): lets a webhook's billing key find its row without storing or
  * decrypting anything, and reveals nothing without the root key.
  */
-bytea *
-toss_hash_billing_key(const char *billing_key)
+static bytea *
+keyed_hash(const char *info, const char *value)
 {
 	unsigned char subkey[ROOT_KEY_BYTES];
 	bytea	   *hash = palloc(VARHDRSZ + 32);
 	unsigned int len = 32;
 	unsigned char *ok;
 
-	derive_key(lookup_info, subkey);
-	ok = HMAC(EVP_sha256(), subkey, ROOT_KEY_BYTES, (const unsigned char *) billing_key,
-			  strlen(billing_key), (unsigned char *) VARDATA(hash), &len);
+	derive_key(info, subkey);
+	ok = HMAC(EVP_sha256(), subkey, ROOT_KEY_BYTES, (const unsigned char *) value,
+			  strlen(value), (unsigned char *) VARDATA(hash), &len);
 	explicit_bzero(subkey, sizeof(subkey));
 	if (ok == NULL || len != 32)
-		elog(ERROR, "could not hash a billing key");
+		elog(ERROR, "could not compute a keyed hash");
 	SET_VARSIZE(hash, VARHDRSZ + 32);
 	return hash;
+}
+
+bytea *
+toss_hash_billing_key(const char *billing_key)
+{
+	return keyed_hash(lookup_info, billing_key);
+}
+
+/*
+ * A keyed hash of an authKey (under a subkey of its own), stored with the
+ * billing key it was exchanged for: a successUrl loaded again with the same
+ * authKey finds the key already issued instead of asking Toss, which has
+ * forgotten the authKey by then.
+ */
+bytea *
+toss_hash_auth_key(const char *auth_key)
+{
+	return keyed_hash(auth_key_info, auth_key);
+}
+
+/*
+ * Whether the root key is loaded in this process; if not, *problem says
+ * why (a static sentence, never the key or the file's content).
+ */
+bool
+toss_root_key_status(const char **problem)
+{
+	if (root_key_loaded)
+	{
+		*problem = NULL;
+		return true;
+	}
+	if (!process_shared_preload_libraries_done || root_key_problem == NULL)
+		*problem = "toss_billing was not loaded at server start (shared_preload_libraries), so the root key was never read.";
+	else
+		*problem = root_key_problem;
+	return false;
 }
 
 static char *

@@ -112,7 +112,7 @@ PG_FUNCTION_INFO_V1(toss_engine_workers_sql);
 #define START_STALE_MS 10000	/* a registered worker that never came up */
 #define IDLE_EXIT_MS 60000
 #define ORPHAN_EXIT_MS 500		/* idle, and no client session in the database */
-#define KINDS 4
+#define KINDS 5
 #define BUSY_WAIT_MS 50			/* a call queued this long asks for another worker */
 
 typedef enum SlotState
@@ -1169,6 +1169,7 @@ run_outcomes(Engine *e)
 	volatile int nothers = 0;
 	EngineJob **charges;
 	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
 
 	dlist_foreach(it, &e->jobs)
 	{
@@ -1178,7 +1179,7 @@ run_outcomes(Engine *e)
 		{
 			if (toss_job_records_outcome_batched(j))
 				ncharges++;
-			else
+			else if (j->retry_at <= now)
 				nothers++;
 		}
 	}
@@ -1254,7 +1255,7 @@ run_outcomes(Engine *e)
 		{
 			EngineJob  *j = dlist_container(EngineJob, node, it.cur);
 
-			if (j->step == STEP_OUTCOME && !toss_job_records_outcome_batched(j))
+			if (j->step == STEP_OUTCOME && !toss_job_records_outcome_batched(j) && j->retry_at <= now)
 				others[n++] = j;
 		}
 		PG_TRY();
@@ -1521,7 +1522,7 @@ toss_billing_engine_main(Datum main_arg)
 		{
 			EngineJob  *j = dlist_container(EngineJob, node, it.cur);
 
-			if (j->step == STEP_INTENT)
+			if (j->step == STEP_INTENT || (j->step == STEP_OUTCOME && !toss_job_records_outcome_batched(j)))
 				timeout = Min(timeout, (int) Max(0, (j->retry_at - now) / 1000));
 			else if (j->step == STEP_OUTCOME || j->step == STEP_DONE || j->step == STEP_SEND)
 				timeout = 0;

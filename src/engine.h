@@ -65,11 +65,16 @@ typedef struct EngineJob
 	char	   *body;
 	TossChargeVerdict verdict;
 	int			round;			/* orders tried (Toss refusing an order id makes a new one) */
+	int64		amount;			/* what the order charges */
+	TossSubscriptionCharge sc;	/* charge_subscription_now: what the request carries */
 
 	/* issue */
 	char	   *idem;
 	int64		customer_id;
 	int64		row_id;
+	bytea	   *auth_hash;		/* the authKey's keyed hash (a reloaded successUrl) */
+	bool		issue_waiting;	/* refused: waiting for a concurrent issuance of the authKey */
+	TimestampTz issue_wait_until;
 
 	/* cancel */
 	TossCancelIntent cin;

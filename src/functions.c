@@ -1,7 +1,7 @@
 /*
  * functions.c — the SQL-callable entry points that change something at
- * Toss: toss_issue_billing_key, toss_charge, toss_cancel and
- * toss_delete_billing_key.  (Read-only calls are in lookups.c, the runner in
+ * Toss: toss_issue_billing_key, toss_charge, charge_subscription_now,
+ * toss_cancel and toss_delete_billing_key.  (Read-only calls are in lookups.c, the runner in
  * runner.c.)
  *
  * Each function validates its arguments (every rule is checked here, before
@@ -36,6 +36,7 @@
 
 PG_FUNCTION_INFO_V1(toss_issue_billing_key);
 PG_FUNCTION_INFO_V1(toss_charge);
+PG_FUNCTION_INFO_V1(toss_charge_subscription_now);
 PG_FUNCTION_INFO_V1(toss_cancel);
 PG_FUNCTION_INFO_V1(toss_delete_billing_key);
 
@@ -326,6 +327,36 @@ toss_charge(PG_FUNCTION_ARGS)
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge", order_id));
+}
+
+/* ---- charge_subscription_now(subscription_id) ---- */
+
+/*
+ * Charges a subscription's open period at once, as the runner would (the
+ * same claim: whichever claims the period first posts it, the other finds it
+ * in flight), e.g. the first charge at sign-up.  The worker checks the
+ * subscription; the caller gets the Payment, or the error of the charge.
+ * It runs in the engine like every call.
+ */
+Datum
+toss_charge_subscription_now(PG_FUNCTION_ARGS)
+{
+	int64		subscription_id = required_int8(fcinfo, 0, "subscription_id");
+	TossJob		job;
+	TossJobResult result;
+	TupleDesc	tupdesc;
+	char	   *id = psprintf(INT64_FORMAT, subscription_id);
+
+	toss_require_root_key();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "charge_subscription_now must return a composite type");
+
+	init_job(&job, TOSS_JOB_CHARGE_SUBSCRIPTION, "");
+	job.subscription_id = subscription_id;
+	toss_engine_call(&job, &result);
+	if (!result.ok)
+		raise_job_error(&result);
+	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge of subscription", id));
 }
 
 /* ---- toss_cancel(payment, reason, amount) ---- */

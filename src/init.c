@@ -1,8 +1,8 @@
 /*
- * init.c — module load: PG_MODULE_MAGIC, settings, and (when preloaded) the
- * root key and the shared memory of the engine and the call statistics.
- * Runs once per process that loads the library; the root key is read only
- * in the postmaster, during shared_preload_libraries.
+ * init.c — module load: PG_MODULE_MAGIC, settings, the error hints and (when
+ * preloaded) the root key and the shared memory of the engine and the call
+ * statistics.  Runs once per process that loads the library; the root key is
+ * read only in the postmaster, during shared_preload_libraries.
  */
 #include "postgres.h"
 
@@ -14,6 +14,7 @@
 
 #include "crypto.h"
 #include "engine.h"
+#include "hints.h"
 #include "settings.h"
 #include "stats.h"
 
@@ -48,6 +49,7 @@ void
 _PG_init(void)
 {
 	toss_define_settings();
+	toss_install_hints();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		toss_load_root_key();

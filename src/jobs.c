@@ -1,7 +1,8 @@
 /*
  * jobs.c — the steps of toss_billing's calls, run inside an engine worker
- * (engine.c): issuing a billing key, a charge, a cancel (refund) and a key
- * deletion.  Each call goes intent -> request(s) -> outcome; the engine
+ * (engine.c): issuing a billing key, a charge (a toss_charge, or a
+ * subscription's open period for charge_subscription_now), a cancel
+ * (refund) and a key deletion.  Each call goes intent -> request(s) -> outcome; the engine
  * runs the steps of many calls at once and decides when each runs.
  *
  * Transactions: the intent of a call (toss_job_intent) validates
@@ -89,6 +90,8 @@ toss_job_kind_name(TossJobKind kind)
 			return "toss_cancel";
 		case TOSS_JOB_DELETE_KEY:
 			return "toss_delete_billing_key";
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+			return "charge_subscription_now";
 	}
 	return "unknown";
 }
@@ -108,6 +111,8 @@ toss_job_describe(const EngineJob *j)
 			return psprintf("toss_cancel of %s", j->job.payment);
 		case TOSS_JOB_DELETE_KEY:
 			return psprintf("toss_delete_billing_key for customer %s", j->job.customer_key);
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+			return psprintf("charge_subscription_now of subscription " INT64_FORMAT, j->job.subscription_id);
 	}
 	return pstrdup("unknown call");
 }
@@ -207,13 +212,28 @@ toss_job_auth_cache_use(MemoryContext cxt)
 	auth_cache_cxt = cxt;
 }
 
+/*
+ * An authKey this customer already exchanged (the successUrl loaded again)
+ * returns the key it gave: Toss has forgotten the authKey by then.
+ */
 static void
 intent_issue(EngineJob *j)
 {
+	int64		issued;
+	bool		pending;
+
 	toss_require_root_key();
 	j->customer_id = toss_store_customer_id(j->job.customer_key);
+	j->auth_hash = toss_hash_auth_key(j->job.auth_key);
+	issued = toss_store_issued_for_auth_key(j->customer_id, j->auth_hash, 0, &pending);
+	if (issued > 0)
+	{
+		set_ok(&j->result, toss_store_billing_key_info(issued));
+		j->step = STEP_DONE;
+		return;
+	}
 	j->idem = toss_random_uuid();
-	j->row_id = toss_store_issue_intent(j->customer_id, j->job.merchant, j->idem);
+	j->row_id = toss_store_issue_intent(j->customer_id, j->job.merchant, j->idem, j->auth_hash);
 	j->auth = job_auth(j->job.merchant, auth_cache_cxt);
 	j->merchant = j->job.merchant;
 }
@@ -223,16 +243,38 @@ intent_charge(EngineJob *j)
 {
 	TossChargeIntent *in = &j->in;
 
-	if (j->job.order_id[0] == '\0')
-		snprintf(j->job.order_id, sizeof(j->job.order_id), "tb%s-%s",
-				 toss_store_order_tag(), toss_random_uuid());
-	toss_store_charge_intent(j->job.customer_key, j->job.amount, j->job.order_name, j->job.order_id,
-							 j->job.has_customer_email ? j->job.customer_email : NULL,
-							 j->job.has_customer_name ? j->job.customer_name : NULL,
-							 j->job.tax_free_amount, j->job.requested_by, j->job.timeout_ms, in);
+	if (j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
+	{
+		/* claimed as the runner claims it: whichever claims the period first posts it */
+		toss_store_subscription_charge_intent(j->job.subscription_id, j->job.requested_by, j->job.timeout_ms,
+											  in, &j->sc);
+		j->amount = j->sc.amount;
+	}
+	else
+	{
+		if (j->job.order_id[0] == '\0')
+			snprintf(j->job.order_id, sizeof(j->job.order_id), "tb%s-%s",
+					 toss_store_order_tag(), toss_random_uuid());
+		toss_store_charge_intent(j->job.customer_key, j->job.amount, j->job.order_name, j->job.order_id,
+								 j->job.has_customer_email ? j->job.customer_email : NULL,
+								 j->job.has_customer_name ? j->job.customer_name : NULL,
+								 j->job.tax_free_amount, j->job.requested_by, j->job.timeout_ms, in);
+		j->amount = j->job.amount;
+	}
 	if (strcmp(in->action, "done") == 0)
 	{
 		set_ok(&j->result, pstrdup(in->payment_json));
+		j->step = STEP_DONE;
+		return;
+	}
+	if (strcmp(in->action, "busy") == 0 && j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
+	{
+		toss_job_set_error(&j->result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+						   psprintf("the open period of subscription " INT64_FORMAT " is being charged",
+									j->job.subscription_id),
+						   psprintf("Order %s of the period is in flight or its outcome is being resolved (by the runner or another call).",
+									in->order_id ? in->order_id : "(none)"),
+						   pstrdup("Wait for its outcome: LISTEN toss_billing_events, or poll toss_billing.subscription_info; do not charge the period another way."));
 		j->step = STEP_DONE;
 		return;
 	}
@@ -284,6 +326,7 @@ toss_job_intent(EngineJob *j)
 			intent_issue(j);
 			break;
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			intent_charge(j);
 			break;
 		case TOSS_JOB_CANCEL:
@@ -313,6 +356,16 @@ charge_request(EngineJob *j)
 			.customer_name = j->job.has_customer_name ? j->job.customer_name : NULL,
 		};
 
+		if (j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
+		{
+			creq.customer_key = j->sc.customer_key;
+			creq.amount = j->sc.amount;
+			creq.tax_free_amount = j->sc.tax_free_amount;
+			creq.order_name = j->sc.order_name;
+			creq.customer_email = j->sc.customer_email;
+			creq.customer_name = j->sc.customer_name;
+		}
+
 		if (j->body == NULL)
 			j->body = toss_charge_body(&creq);
 		/* the URL holds the billing key: curl copies it, ours is wiped once it is sent */
@@ -335,6 +388,7 @@ build_request(EngineJob *j)
 			toss_api_issue_request(&j->ep, j->idem, j->job.auth_key, j->job.customer_key, &j->req);
 			break;
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			charge_request(j);
 			break;
 		case TOSS_JOB_CANCEL:
@@ -355,10 +409,10 @@ toss_job_after_intent(EngineJob *j)
 {
 	if (j->step == STEP_DONE)
 		return;
-	if (j->job.kind == TOSS_JOB_CHARGE)
+	if (j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
 	{
 		j->expect.order_id = j->in.order_id;
-		j->expect.amount = j->job.amount;
+		j->expect.amount = j->amount;
 		j->expect.mid = j->in.mid;
 		j->expect.payment_key = NULL;
 		j->phase = strcmp(j->in.action, "lookup") == 0 ? CHARGE_RECOVER : CHARGE_POST;
@@ -443,6 +497,7 @@ toss_job_reply(EngineJob *j, TossHttpResponse *resp)
 	switch (j->job.kind)
 	{
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			reply_charge(j, resp);
 			return;
 		case TOSS_JOB_ISSUE:
@@ -491,7 +546,7 @@ toss_job_reply(EngineJob *j, TossHttpResponse *resp)
 bool
 toss_job_records_outcome_batched(EngineJob *j)
 {
-	return j->job.kind == TOSS_JOB_CHARGE;
+	return j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION;
 }
 
 static void
@@ -512,12 +567,49 @@ summarize_billing(TossJson *doc, TossCardSummary *c)
 #undef PEEK
 }
 
+/*
+ * After Toss refused an issuance: a concurrent load of the same successUrl
+ * may have taken the authKey first.  While such an issuance is in progress
+ * (for at most twice the call's timeout) the call waits, checking again
+ * every 100 ms in later outcome transactions; its key, once recorded, is
+ * the answer.
+ */
+static void
+issue_refused(EngineJob *j)
+{
+	bool		pending;
+	int64		issued = toss_store_issued_for_auth_key(j->customer_id, j->auth_hash, j->row_id, &pending);
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (issued > 0)
+	{
+		set_ok(&j->result, toss_store_billing_key_info(issued));
+		j->step = STEP_DONE;
+		return;
+	}
+	if (j->issue_wait_until == 0)
+		j->issue_wait_until = TimestampTzPlusMilliseconds(now, 2 * j->job.timeout_ms);
+	if (pending && now < j->issue_wait_until)
+	{
+		j->retry_at = TimestampTzPlusMilliseconds(now, 100);
+		j->step = STEP_OUTCOME;
+		return;
+	}
+	set_toss_error(&j->result, &j->reply, "issue", false);
+	j->step = STEP_DONE;
+}
+
 static void
 outcome_issue(EngineJob *j)
 {
 	TossReply  *reply = &j->reply;
 	char	   *why = NULL;
 
+	if (j->issue_waiting)
+	{
+		issue_refused(j);
+		return;
+	}
 	if (toss_reply_ok(reply) && toss_verify_billing(reply->doc, j->job.customer_key, &why))
 	{
 		TossCardSummary card;
@@ -538,7 +630,9 @@ outcome_issue(EngineJob *j)
 	else if (reply->is_error && issue_reply_settles(reply))
 	{
 		toss_store_issue_failure(j->row_id, "failed", reply->code, reply->message);
-		set_toss_error(&j->result, reply, "issue", false);
+		j->issue_waiting = true;
+		issue_refused(j);
+		return;
 	}
 	else
 	{
@@ -617,6 +711,7 @@ outcome_delete(EngineJob *j)
 void
 toss_job_outcome(EngineJob *j)
 {
+	j->retry_at = 0;			/* set again by a call that waits */
 	switch (j->job.kind)
 	{
 		case TOSS_JOB_ISSUE:
@@ -629,9 +724,11 @@ toss_job_outcome(EngineJob *j)
 			outcome_delete(j);
 			break;
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			elog(ERROR, "charges are recorded in batches");
 	}
-	j->step = STEP_DONE;
+	if (j->step == STEP_OUTCOME && j->retry_at == 0)
+		j->step = STEP_DONE;
 }
 
 static const char *
@@ -643,6 +740,7 @@ what_of(EngineJob *j, const char **id)
 			*id = j->job.customer_key;
 			return "billing key issue for customer";
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			*id = j->in.order_id ? j->in.order_id : j->job.order_id;
 			return "charge";
 		case TOSS_JOB_CANCEL:
@@ -667,6 +765,7 @@ park(EngineJob *j, const char *error)
 									 "the outcome of the issue could not be recorded; ask the customer to register the card again");
 			break;
 		case TOSS_JOB_CHARGE:
+		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			SPI_connect();
 			toss_store_park(j->in.attempt_id, error);
 			SPI_finish();

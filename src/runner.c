@@ -44,6 +44,7 @@
 #include "engine.h"
 #include "verify.h"
 #include "recorder.h"
+#include "runlog.h"
 #include "storage.h"
 #include "errors.h"
 #include "settings.h"
@@ -987,7 +988,10 @@ interval_ms(Interval *iv)
 
 /*
  * CALL toss_billing.run_due(max_charges, time_budget)
- *   -> (claimed, done, failed, unknown, throttled, elapsed_ms)
+ *   -> (claimed, done, failed, unknown, throttled, elapsed_ms, run_id)
+ *
+ * The run and its recovery pass each get a row of the run log (runlog.c),
+ * written at their start and end.
  */
 Datum
 toss_run_due(PG_FUNCTION_ARGS)
@@ -996,9 +1000,11 @@ toss_run_due(PG_FUNCTION_ARGS)
 	double		budget_ms = PG_ARGISNULL(1) ? 50000.0 : interval_ms(PG_GETARG_INTERVAL_P(1));
 	Runner		r;
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {0};
+	Datum		values[7];
+	bool		nulls[7] = {0};
 	HeapTuple	result;
+	int64		run_id,
+				recovery_id;
 
 	check_call_context(fcinfo);
 	if (max_charges < 0 || budget_ms < 0)
@@ -1014,8 +1020,13 @@ toss_run_due(PG_FUNCTION_ARGS)
 	toss_store_check_version();
 	toss_load_codes();
 	init_runner(&r, max_charges, budget_ms);
+	run_id = toss_runlog_start("run_due", 0, max_charges, budget_ms);
+	recovery_id = toss_runlog_start("recovery", run_id, max_charges, budget_ms);
 	recover(&r);
+	toss_runlog_finish(recovery_id, r.resolved, r.done, r.failed, r.unknown, r.throttled, ms_since(r.started));
 	run(&r);
+	toss_runlog_finish(run_id, r.claimed + r.resolved, r.done, r.failed, r.unknown, r.throttled,
+					   ms_since(r.started));
 
 	values[0] = Int64GetDatum(r.claimed + r.resolved);
 	values[1] = Int64GetDatum(r.done);
@@ -1023,6 +1034,7 @@ toss_run_due(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum(r.unknown);
 	values[4] = Int64GetDatum(r.throttled);
 	values[5] = Float8GetDatum(ms_since(r.started));
+	values[6] = Int64GetDatum(run_id);
 	MemoryContextDelete(r.cxt);
 	SPI_finish();
 	result = heap_form_tuple(tupdesc, values, nulls);

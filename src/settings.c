@@ -20,6 +20,7 @@
 #include "common/base64.h"
 #include "errors.h"
 #include "settings.h"
+#include "pgtime.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
 
@@ -36,6 +37,8 @@ int			toss_engine_workers = 2;
 int			toss_queue_depth = 512;
 int			toss_merchant_concurrency = 0;
 int			toss_queue_timeout_ms = 0;
+char	   *toss_report_time_zone = NULL;
+int			toss_run_log_retention_s = 90 * 86400;
 
 static bool
 is_loopback_host(const char *host, size_t len)
@@ -100,6 +103,18 @@ check_api_url(char **newval, void **extra, GucSource source)
 	else if (host[hostlen] == '/' && host[hostlen + 1] != '\0')
 	{
 		GUC_check_errdetail("The URL must not have a path.");
+		return false;
+	}
+	return true;
+}
+
+/* A time zone name PostgreSQL knows (Asia/Seoul, UTC, America/New_York). */
+static bool
+check_report_time_zone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || strlen(*newval) > 100 || pg_tzset(*newval) == NULL)
+	{
+		GUC_check_errdetail("Use a time zone name such as Asia/Seoul or UTC.");
 		return false;
 	}
 	return true;
@@ -212,6 +227,22 @@ toss_define_settings(void)
 							&toss_queue_timeout_ms,
 							0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("toss_billing.report_time_zone",
+							   "Time zone in which the reporting views count days and months.",
+							   "revenue_daily, failures_by_code, refunds, mrr and churn_monthly date money by this zone.",
+							   &toss_report_time_zone,
+							   "Asia/Seoul",
+							   PGC_USERSET, 0,
+							   check_report_time_zone, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.run_log_retention",
+							"How long toss_billing.runs keeps a run.",
+							"Each new run deletes the runs that started longer ago than this.",
+							&toss_run_log_retention_s,
+							90 * 86400, 3600, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("toss_billing");
@@ -406,4 +437,36 @@ toss_authorization_header(const char *merchant)
 		elog(ERROR, "could not encode the toss authorization header");
 	header[6 + n] = '\0';
 	return header;
+}
+
+/*
+ * Whether the merchant's secret key can be read and used now: NULL if so,
+ * else the sentence the error would carry (never the key, nor a line of the
+ * file).  The key read to check is wiped at once.
+ */
+char *
+toss_secret_key_problem(const char *merchant)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile problem = NULL;
+
+	PG_TRY();
+	{
+		char	   *header = toss_authorization_header(merchant);
+
+		toss_wipe_string(header);
+		pfree(header);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		problem = e->detail ? psprintf("%s: %s", e->message, e->detail) : pstrdup(e->message);
+		FreeErrorData(e);
+	}
+	PG_END_TRY();
+	return problem;
 }

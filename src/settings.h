@@ -17,6 +17,8 @@ extern int	toss_engine_workers;
 extern int	toss_queue_depth;
 extern int	toss_merchant_concurrency;
 extern int	toss_queue_timeout_ms;
+extern char *toss_report_time_zone;
+extern int	toss_run_log_retention_s;
 
 #define TOSS_MERCHANT_MAXLEN 63
 #define TOSS_API_URL_MAXLEN 1024
@@ -27,5 +29,6 @@ extern char *toss_authorization_header(const char *merchant);
 extern char *toss_api_base_url(void);
 extern void toss_wipe_string(char *s);
 extern const char *toss_key_file_problem(int fd);
+extern char *toss_secret_key_problem(const char *merchant);
 
 #endif

@@ -172,7 +172,7 @@ toss_store_customer_id(const char *customer_key)
 
 int64
 toss_store_issue_intent(int64 customer_id, const char *merchant,
-						const char *idempotency_key)
+						const char *idempotency_key, bytea *auth_key_hash)
 {
 	Args		a = {0};
 	int64		id;
@@ -181,9 +181,46 @@ toss_store_issue_intent(int64 customer_id, const char *merchant,
 	arg_int8(&a, customer_id);
 	arg_text(&a, merchant);
 	arg_text(&a, idempotency_key);
-	run("INSERT INTO toss_billing.billing_keys (customer_id, merchant, idempotency_key, status) "
-		"VALUES ($1, $2, $3, 'pending') RETURNING id", &a, SPI_OK_INSERT_RETURNING);
+	arg_bytea(&a, auth_key_hash);
+	run("INSERT INTO toss_billing.billing_keys (customer_id, merchant, idempotency_key, status, auth_key_hash) "
+		"VALUES ($1, $2, $3, 'pending', $4) RETURNING id", &a, SPI_OK_INSERT_RETURNING);
 	id = first_int8(1);
+	SPI_finish();
+	return id;
+}
+
+/*
+ * The billing key already issued to the customer for this authKey (by its
+ * keyed hash), other than row except_id: its id, or 0.  *pending says
+ * whether such an issuance is still in progress (pending, not yet recorded).
+ */
+int64
+toss_store_issued_for_auth_key(int64 customer_id, bytea *auth_key_hash, int64 except_id, bool *pending)
+{
+	Args		a = {0};
+	int64		id = 0;
+
+	SPI_connect();
+	arg_int8(&a, customer_id);
+	arg_bytea(&a, auth_key_hash);
+	arg_int8(&a, except_id);
+	*pending = false;
+	if (run("SELECT (SELECT bk.id FROM toss_billing.billing_keys bk "
+			"         WHERE bk.customer_id = $1 AND bk.auth_key_hash = $2 AND bk.id <> $3 "
+			"           AND bk.encrypted_key IS NOT NULL "
+			"           AND bk.status = ANY (ARRAY['active', 'replaced', 'deleted']) "
+			"         ORDER BY bk.id DESC LIMIT 1), "
+			"       EXISTS (SELECT FROM toss_billing.billing_keys bk "
+			"                WHERE bk.customer_id = $1 AND bk.auth_key_hash = $2 AND bk.id <> $3 "
+			"                  AND bk.status = 'pending')",
+			&a, SPI_OK_SELECT) == 1)
+	{
+		bool		isnull;
+
+		id = first_int8(1);
+		*pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) &&
+			!isnull;
+	}
 	SPI_finish();
 	return id;
 }
@@ -259,6 +296,8 @@ toss_store_billing_key_info(int64 id)
 	return text;
 }
 
+static void read_charge_intent(MemoryContext outer, TossChargeIntent *out);
+
 /*
  * The first half of a charge (toss_billing._charge_intent): the order of
  * the caller's order id and what to do for it; a new attempt is recorded
@@ -272,7 +311,6 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 {
 	Args		a = {0};
 	MemoryContext outer = CurrentMemoryContext;
-	bool		isnull;
 
 	SPI_connect();
 	arg_text(&a, customer_key);
@@ -289,6 +327,49 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 			"FROM toss_billing._charge_intent($1, $2, $3, $4, $5, $6, $7, $8::pg_catalog.name, $9)",
 			&a, SPI_OK_SELECT) != 1)
 		elog(ERROR, "toss_billing._charge_intent returned no row");
+	read_charge_intent(outer, out);
+	SPI_finish();
+}
+
+/*
+ * The first half of charge_subscription_now: the subscription's open
+ * period claimed as the runner claims it (_charge_now_intent), and what the
+ * request must carry.
+ */
+void
+toss_store_subscription_charge_intent(int64 subscription_id, const char *requested_by, int timeout_ms,
+									  TossChargeIntent *out, TossSubscriptionCharge *req)
+{
+	Args		a = {0};
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	arg_int8(&a, subscription_id);
+	arg_text(&a, requested_by);
+	arg_interval_ms(&a, timeout_ms);
+	if (run("SELECT action, payment_id, attempt_id, toss_order_id, idempotency_key, billing_key_id, merchant, "
+			"encrypted_key, mid, payment::pg_catalog.text, attempt_created_at, may_repost, "
+			"customer_key, amount, tax_free_amount, order_name, customer_email, customer_name "
+			"FROM toss_billing._charge_now_intent($1, $2::pg_catalog.name, $3)",
+			&a, SPI_OK_SELECT) != 1)
+		elog(ERROR, "toss_billing._charge_now_intent returned no row");
+	read_charge_intent(outer, out);
+	memset(req, 0, sizeof(*req));
+	req->customer_key = copy_text(outer, 13);
+	req->amount = first_int8(14);
+	req->tax_free_amount = first_int8(15);
+	req->order_name = copy_text(outer, 16);
+	req->customer_email = copy_text(outer, 17);
+	req->customer_name = copy_text(outer, 18);
+	SPI_finish();
+}
+
+/* The columns an intent of a charge returns first, from row 0. */
+static void
+read_charge_intent(MemoryContext outer, TossChargeIntent *out)
+{
+	bool		isnull;
+
 	memset(out, 0, sizeof(*out));
 	out->action = copy_text(outer, 1);
 	out->payment_id = first_int8(2);
@@ -304,7 +385,6 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 																 SPI_tuptable->tupdesc, 11, &isnull));
 	out->may_repost = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 12, &isnull)) &&
 		!isnull;
-	SPI_finish();
 }
 
 /*

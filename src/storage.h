@@ -67,6 +67,17 @@ typedef struct TossChargeIntent
 	bool		may_repost;		/* lookup: post the same request again if Toss has no record */
 } TossChargeIntent;
 
+/* What charge_subscription_now posts for the period it claimed. */
+typedef struct TossSubscriptionCharge
+{
+	char	   *customer_key;
+	int64		amount;
+	int64		tax_free_amount;
+	char	   *order_name;
+	char	   *customer_email;
+	char	   *customer_name;
+} TossSubscriptionCharge;
+
 typedef struct TossCancelIntent
 {
 	int64		cancel_id;
@@ -102,7 +113,9 @@ extern char *toss_store_order_tag(void);
 
 extern int64 toss_store_customer_id(const char *customer_key);
 extern int64 toss_store_issue_intent(int64 customer_id, const char *merchant,
-									 const char *idempotency_key);
+									 const char *idempotency_key, bytea *auth_key_hash);
+extern int64 toss_store_issued_for_auth_key(int64 customer_id, bytea *auth_key_hash, int64 except_id,
+											bool *pending);
 extern void toss_store_issue_success(int64 id, int64 customer_id, bytea *sealed,
 									 const TossCardSummary *card);
 extern void toss_store_issue_failure(int64 id, const char *status,
@@ -113,6 +126,9 @@ extern void toss_store_charge_intent(const char *customer_key, int64 amount, con
 									 const char *order_id, const char *customer_email,
 									 const char *customer_name, int64 tax_free_amount,
 									 const char *requested_by, int timeout_ms, TossChargeIntent *out);
+extern void toss_store_subscription_charge_intent(int64 subscription_id, const char *requested_by,
+												  int timeout_ms, TossChargeIntent *out,
+												  TossSubscriptionCharge *req);
 extern void toss_store_park(int64 attempt_id, const char *error);
 
 extern void toss_store_key_hash(int64 id, bytea *hash);

@@ -17,7 +17,8 @@ typedef enum TossJobKind
 	TOSS_JOB_ISSUE,
 	TOSS_JOB_CHARGE,
 	TOSS_JOB_CANCEL,
-	TOSS_JOB_DELETE_KEY
+	TOSS_JOB_DELETE_KEY,
+	TOSS_JOB_CHARGE_SUBSCRIPTION
 } TossJobKind;
 
 typedef struct TossJob
@@ -46,6 +47,8 @@ typedef struct TossJob
 	char		payment[208];
 	char		reason[808];
 	bool		has_amount;
+	/* charge_subscription_now */
+	int64		subscription_id;
 } TossJob;
 
 /* What the engine sends back. */

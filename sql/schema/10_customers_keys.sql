@@ -20,7 +20,9 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.customers_id_seq', '');
 -- row id; the rest is the card summary Toss returns.  key_hash is a keyed
 -- hash of the key (written by C at issuance, and by _backfill_key_hashes for
 -- keys issued before 0.3.0), to find a key named by a BILLING_DELETED
--- webhook without storing it in the clear.
+-- webhook without storing it in the clear.  auth_key_hash is a keyed hash
+-- of the authKey the key was issued for (0.5.0), so that the successUrl
+-- loaded again with the same authKey returns the key already issued.
 CREATE TABLE toss_billing.billing_keys (
     id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id        bigint NOT NULL REFERENCES toss_billing.customers (id),
@@ -45,6 +47,7 @@ CREATE TABLE toss_billing.billing_keys (
     key_hash           bytea,
     deleted_at         timestamptz,
     deleted_reason     text,
+    auth_key_hash      bytea,
     CHECK (status OPERATOR(pg_catalog.<>) 'active' OR encrypted_key IS NOT NULL)
 );
 CREATE UNIQUE INDEX billing_keys_one_active ON toss_billing.billing_keys (customer_id)
@@ -53,6 +56,8 @@ CREATE UNIQUE INDEX billing_keys_key_hash ON toss_billing.billing_keys (key_hash
     WHERE key_hash IS NOT NULL;
 CREATE INDEX billing_keys_unhashed ON toss_billing.billing_keys (id)
     WHERE key_hash IS NULL AND status OPERATOR(pg_catalog.=) ANY (ARRAY['active', 'replaced']);
+CREATE INDEX billing_keys_auth_key ON toss_billing.billing_keys (customer_id, auth_key_hash)
+    WHERE auth_key_hash IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.billing_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.billing_keys_id_seq', '');
 

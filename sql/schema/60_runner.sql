@@ -47,7 +47,10 @@ $$;
 -- obligation turns any race into "nothing claimed".  The caller commits
 -- before calling Toss.  call_timeout: the caller's timeout for one call; the
 -- attempt's deadline is twice that (the call and its lookup).
-CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds')
+-- only_subscription: claim that subscription alone (charge_subscription_now,
+-- which makes it due first), by the very same rules.
+CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
+                                                    only_subscription bigint DEFAULT NULL)
 RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
               amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
               billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
@@ -65,7 +68,8 @@ BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
     END IF;
-    PERFORM toss_billing._apply_transitions(NULL);
+    PERFORM toss_billing._apply_transitions(CASE WHEN _claim_due.only_subscription IS NOT NULL
+                                                 THEN ARRAY[_claim_due.only_subscription] END);
     IF v_limit = 0 THEN
         RETURN;
     END IF;
@@ -81,6 +85,7 @@ BEGIN
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE s.next_charge_at <= v_horizon
            AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
+           AND (_claim_due.only_subscription IS NULL OR s.id = _claim_due.only_subscription)
            AND (s.status = ANY (ARRAY['active', 'past_due'])
                 OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
            AND EXISTS (SELECT FROM toss_billing.billing_keys bk
@@ -422,7 +427,8 @@ $$;
 -- each of its statements with search_path = pg_catalog, pg_temp.)
 -- The INOUT parameters only carry the summary back (a procedure's OUT
 -- parameters cannot follow ones with defaults): claimed, done, failed,
--- unknown, throttled attempts and the elapsed milliseconds.
+-- unknown, throttled attempts, the elapsed milliseconds, and the id of the
+-- run's row in toss_billing.runs.
 CREATE OR REPLACE PROCEDURE toss_billing.run_due(
     max_charges integer DEFAULT 10000,
     time_budget interval DEFAULT '50 seconds',
@@ -431,7 +437,8 @@ CREATE OR REPLACE PROCEDURE toss_billing.run_due(
     INOUT failed bigint DEFAULT NULL,
     INOUT unknown bigint DEFAULT NULL,
     INOUT throttled bigint DEFAULT NULL,
-    INOUT elapsed_ms double precision DEFAULT NULL)
+    INOUT elapsed_ms double precision DEFAULT NULL,
+    INOUT run_id bigint DEFAULT NULL)
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'toss_run_due';
 

@@ -286,6 +286,7 @@ DECLARE
     v_merchant text := _reconcile_items.merchant;
     v_recovered integer := 0;
     v_opened integer := 0;
+    v_before bigint;
     v_found text[] := '{}';           -- order_id || E'\n' || kind of what this run detected
     v_item_orders text[];
     v_approval_orders text[];
@@ -315,11 +316,16 @@ BEGIN
                                ORDER BY i.order_id, i.n) q
               ORDER BY q.item->>'transactionAt', q.n
     LOOP
+        -- what _recover_payment opens (foreign_payment, missing_in_ledger,
+        -- unverified_answer, amount_mismatch, duplicate_charge) is this run's too
+        v_before := COALESCE((SELECT pg_catalog.max(d.id) FROM toss_billing.discrepancies d), 0);
         IF toss_billing._recover_payment(r.item, v_merchant) IS NOT NULL THEN
             v_recovered := v_recovered + 1;
         ELSIF NOT EXISTS (SELECT FROM toss_billing.payments p WHERE p.order_id = r.order_id) THEN
             v_found := v_found || (COALESCE(r.order_id, '(none)') || E'\n' || 'missing_in_ledger');
         END IF;
+        v_opened := v_opened + (SELECT pg_catalog.count(*) FROM toss_billing.discrepancies d
+                                 WHERE d.id > v_before AND d.order_id = COALESCE(r.order_id, '(none)'))::integer;
     END LOOP;
 
     -- approvals the ledger has
@@ -462,6 +468,11 @@ BEGIN
     checked := (SELECT pg_catalog.count(*) FROM (SELECT unnest(v_item_orders) UNION SELECT unnest(v_window_orders)) o);
     recovered := v_recovered;
     discrepancies := v_opened;
+    -- the run log: this window of this merchant was compared (reconcile_coverage)
+    PERFORM toss_billing._run_reconciled(_reconcile_items.from_at, _reconcile_items.to_at, v_merchant,
+                                         CASE WHEN pg_catalog.jsonb_typeof(_reconcile_items.items) = 'array'
+                                              THEN pg_catalog.jsonb_array_length(_reconcile_items.items) END,
+                                         checked, recovered, discrepancies);
     RETURN NEXT;
 END;
 $$;

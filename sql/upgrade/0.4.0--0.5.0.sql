@@ -166,6 +166,56 @@ ALTER TABLE toss_billing.discrepancies ADD CONSTRAINT discrepancies_kind_check
                                                   'cancel_amount_mismatch', 'duplicate_charge',
                                                   'unverified_answer', 'foreign_payment']));
 
+-- ---- auditing and operating (issue 15): the run log, alert
+-- acknowledgements, the authKey of each billing key, and run_due's run id.
+-- run_due gains INOUT run_id: a procedure's signature includes it, so the
+-- old one goes (CREATE OR REPLACE would add a second, ambiguous one).
+DROP PROCEDURE toss_billing.run_due(integer, interval, bigint, bigint, bigint, bigint, bigint, double precision);
+ALTER TABLE toss_billing.billing_keys ADD COLUMN auth_key_hash bytea;
+CREATE INDEX billing_keys_auth_key ON toss_billing.billing_keys (customer_id, auth_key_hash)
+    WHERE auth_key_hash IS NOT NULL;
+CREATE INDEX events_payment ON toss_billing.events (payment_id)
+    WHERE payment_id IS NOT NULL;
+CREATE TABLE toss_billing.run_log (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind             text NOT NULL
+                     CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['run_due', 'recovery', 'reconcile'])),
+    parent_id        bigint,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz,
+    outcome          text CHECK (outcome OPERATOR(pg_catalog.=) ANY (ARRAY['finished', 'interrupted'])),
+    run_by           name NOT NULL,
+    pid              integer NOT NULL,
+    backend_start    timestamptz,
+    params           jsonb,
+    claimed          bigint,
+    done             bigint,
+    failed           bigint,
+    unknown          bigint,
+    throttled        bigint,
+    errors           bigint,
+    checked          bigint,
+    recovered        bigint,
+    discrepancies    bigint,
+    elapsed_ms       double precision,
+    first_attempt_id bigint
+);
+CREATE INDEX run_log_started_at ON toss_billing.run_log (started_at);
+CREATE INDEX run_log_kind ON toss_billing.run_log (kind, started_at);
+CREATE INDEX run_log_open ON toss_billing.run_log (id) WHERE outcome IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.run_log_id_seq', '');
+CREATE TABLE toss_billing.alert_acks (
+    event_id        bigint PRIMARY KEY REFERENCES toss_billing.events (id),
+    customer_id     bigint REFERENCES toss_billing.customers (id),
+    acknowledged_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    acknowledged_by name NOT NULL,
+    note            text CHECK (pg_catalog.char_length(note) OPERATOR(pg_catalog.<=) 1000)
+);
+CREATE INDEX alert_acks_customer ON toss_billing.alert_acks (customer_id);
+SELECT pg_catalog.pg_extension_config_dump('toss_billing.alert_acks', '');
+-- ---- end of auditing and operating (issue 15)
+
 -- @after-code
 
 CREATE EVENT TRIGGER toss_billing_drop_guard ON ddl_command_start

@@ -1,0 +1,139 @@
+-- 62_charge_now: charging a subscription's open period at once, for an
+-- operator (the app): e.g. the first charge at sign-up, when the customer
+-- is waiting on the success page and pg_cron would come within a minute.
+-- The period is claimed exactly as the runner claims it (_claim_due,
+-- limited to the one subscription), after taking the subscription's row
+-- lock: whichever of the two claims the period first records its attempt
+-- in flight and posts it; the other finds it in flight and posts nothing.
+-- The unique index of one live order per obligation backs that up.
+
+-- @code
+
+-- The first half of charge_subscription_now, run by its worker: what to do
+-- for the subscription's open period now.
+--   post  the period was made due on the subscription's clock and claimed
+--         (an attempt in flight, committed by the caller before the POST),
+--         with what the request carries
+--   busy  an order of the subscription is in flight or its outcome unknown
+--         (the runner or another call is charging it): nothing is posted
+--   done  nothing is owed now because the period before the open one is
+--         paid: its Payment (a success page loaded twice sees the payment)
+-- Refused (nothing recorded): a subscription that owes nothing now and was
+-- never paid (a trial, a period not started), one that is paused, unpaid
+-- or canceled (55000), one held by an answer that did not match (TB006),
+-- a customer without an active billing key (TB004).
+CREATE OR REPLACE FUNCTION toss_billing._charge_now_intent(subscription_id bigint, requested_by name,
+                                                            call_timeout interval DEFAULT '65 seconds')
+RETURNS TABLE(action text, payment_id bigint, attempt_id bigint, toss_order_id text, idempotency_key text,
+              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, payment jsonb,
+              attempt_created_at timestamptz, may_repost boolean, customer_key text, amount bigint,
+              tax_free_amount bigint, order_name text, customer_email text, customer_name text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_sub toss_billing.subscriptions;
+    v_now timestamptz;
+    v_p toss_billing.payments;
+    v_c record;
+BEGIN
+    IF _charge_now_intent.subscription_id IS NULL THEN
+        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    -- the row lock first: a runner claiming it right now is waited for, and
+    -- a runner that comes later skips it (SKIP LOCKED) until this commits
+    v_sub := toss_billing._lock_subscription(_charge_now_intent.subscription_id);
+    PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_sub.id;
+    v_now := toss_billing.subscription_now(v_sub.id);
+
+    SELECT * INTO v_p FROM toss_billing.payments p
+     WHERE p.subscription_id = v_sub.id AND p.state = ANY (ARRAY['in_flight', 'unknown'])
+     ORDER BY p.id DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'busy'::text, v_p.id, NULL::bigint, v_p.order_id, NULL::text, v_p.billing_key_id,
+                            v_p.merchant, NULL::bytea, NULL::text, NULL::jsonb, NULL::timestamptz, false,
+                            NULL::text, v_p.amount, v_p.tax_free_amount, v_p.order_name, NULL::text, NULL::text;
+        RETURN;
+    END IF;
+
+    IF v_sub.status = ANY (ARRAY['active', 'past_due', 'trialing']) AND v_sub.current_period_start > v_now THEN
+        SELECT * INTO v_p FROM toss_billing.payments p
+         WHERE p.obligation = pg_catalog.format('subscription:%s:%s', v_sub.id, v_sub.period_number - 1)
+           AND p.state = 'done';
+        IF FOUND THEN
+            RETURN QUERY
+            SELECT 'done'::text, v_p.id, NULL::bigint, v_p.order_id, NULL::text, v_p.billing_key_id, v_p.merchant,
+                   NULL::bytea, NULL::text,
+                   COALESCE(v_p.response,
+                            pg_catalog.jsonb_build_object('paymentKey', v_p.payment_key, 'orderId', v_p.order_id,
+                                                          'orderName', v_p.order_name, 'status', v_p.toss_status,
+                                                          'totalAmount', COALESCE(v_p.total_amount, v_p.amount),
+                                                          'balanceAmount', v_p.balance_amount,
+                                                          'approvedAt', v_p.approved_at, 'type', 'BILLING')),
+                   NULL::timestamptz, false, NULL::text, v_p.amount, v_p.tax_free_amount, v_p.order_name,
+                   NULL::text, NULL::text;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'subscription % owes nothing now', v_sub.id
+            USING ERRCODE = '55000',
+                  DETAIL = CASE WHEN v_sub.status = 'trialing'
+                                THEN pg_catalog.format('It is in its trial until %s; the first charge is due then.',
+                                                       v_sub.trial_end)
+                                ELSE pg_catalog.format('Its open period starts at %s, and nothing before it is owed.',
+                                                       v_sub.current_period_start) END,
+                  HINT = 'The runner charges it when it is due; nothing needs to be charged now.';
+    END IF;
+    IF v_sub.status <> ALL (ARRAY['active', 'past_due', 'trialing']) THEN
+        RAISE EXCEPTION 'subscription % is %', v_sub.id, v_sub.status USING ERRCODE = '55000',
+            DETAIL = 'Only an active, past_due or trialing subscription whose open period has started is charged.',
+            HINT = CASE v_sub.status
+                       WHEN 'unpaid' THEN 'Call toss_billing.retry_subscription() (or card_replaced() after a new card) to charge it again.'
+                       WHEN 'paused' THEN 'Resume it with toss_billing.resume_subscription() first.'
+                       ELSE 'A canceled subscription is not charged.' END;
+    END IF;
+    IF EXISTS (SELECT FROM toss_billing.payments p
+                WHERE p.obligation = pg_catalog.format('subscription:%s:%s', v_sub.id, v_sub.period_number)
+                  AND p.state = 'pending' AND p.hold_reason IS NOT NULL) THEN
+        RAISE EXCEPTION 'the open period of subscription % is held', v_sub.id USING ERRCODE = 'TB006',
+            DETAIL = 'An answer from Toss did not match its order, so nothing is posted for it again automatically.',
+            HINT = 'See toss_billing.open_discrepancies; toss_billing.resolve_discrepancy() releases it.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM toss_billing.billing_keys bk
+                    WHERE bk.customer_id = v_sub.customer_id AND bk.status = 'active') THEN
+        RAISE EXCEPTION 'the customer of subscription % has no active billing key', v_sub.id USING ERRCODE = 'TB004',
+            HINT = 'Register a card with toss_billing.toss_issue_billing_key(), then call toss_billing.card_replaced() or charge again.';
+    END IF;
+
+    -- due now on the subscription's clock, then claimed by the runner's own rules
+    UPDATE toss_billing.subscriptions s
+       SET next_charge_at = LEAST(COALESCE(s.next_charge_at, v_now), v_now), updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id;
+    SELECT * INTO v_c FROM toss_billing._claim_due(1, _charge_now_intent.call_timeout, v_sub.id) c;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the open period of subscription % could not be claimed', v_sub.id USING ERRCODE = '55000',
+            DETAIL = 'It is not chargeable by the runner''s rules now (paid, held, or without an active billing key).';
+    END IF;
+    UPDATE toss_billing.attempts a SET requested_by = _charge_now_intent.requested_by WHERE a.id = v_c.attempt_id;
+    RETURN QUERY
+    SELECT 'post'::text, v_c.payment_id, v_c.attempt_id, v_c.order_id, v_c.idempotency_key, v_c.billing_key_id,
+           v_c.merchant, v_c.encrypted_key, v_c.mid, NULL::jsonb, a.created_at, true, v_c.customer_key, v_c.amount,
+           v_c.tax_free_amount, v_c.order_name, v_c.customer_email, v_c.customer_name
+      FROM toss_billing.attempts a WHERE a.id = v_c.attempt_id;
+END;
+$$;
+
+-- Charges a subscription's open period now (see the README): returns the
+-- Payment, or raises the charge's error like toss_charge (TB001 declined,
+-- TB006 in flight or unknown: wait for the outcome).  The C function runs
+-- the call in a background worker, which uses _charge_now_intent and
+-- _record_outcomes, so the outcome settles the subscription as the
+-- runner's would.
+CREATE OR REPLACE FUNCTION toss_billing.charge_subscription_now(subscription_id bigint)
+RETURNS toss_billing.payment
+LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'toss_charge_subscription_now';
+
+GRANT EXECUTE ON FUNCTION toss_billing.charge_subscription_now(bigint) TO toss_billing_operator;

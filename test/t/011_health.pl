@@ -1,0 +1,86 @@
+# toss_billing.health() checks that need a server of their own: the root
+# key (a server that could not load it), the secret key file (missing,
+# then too widely readable, then fixed) and pg_cron (no job, the job's
+# runs failing, then fixed), each failing on purpose and passing after the
+# fix, with the other checks still answering.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TossTest;
+
+my ($url, $emulator) = start_emulator();
+
+sub check
+{
+	my ($node, $name) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT status || ': ' || message FROM toss_billing.health() WHERE name = '$name'");
+}
+
+# ---------------------------------------------------------------- the root key
+
+my $nokey = toss_node('health_nokey', 'toss_billing.root_key_file' => "'/nonexistent/toss_root.key'");
+like(check($nokey, 'root_key'), qr/^fail: the root key is not loaded.*could not be opened/,
+	'a server that could not read its root key fails the root_key check');
+is($nokey->safe_psql('postgres', 'SELECT count(*) FROM toss_billing.health()'), '8',
+	'every other check still answers');
+$nokey->stop;
+
+my $node = toss_node('health', max_worker_processes => 16);
+like(check($node, 'root_key'), qr/^ok: the root key is loaded$/, 'the root key is loaded');
+
+# ---------------------------------------------------------------- the secret key file
+
+my $dir = $node->basedir;
+is(issue_key($node, 'hl-one'), 'active', 'a customer with a key of merchant default');
+like(check($node, 'secret_keys'), qr/^ok: /, 'the secret key can be read');
+rename("$dir/secret.keys", "$dir/secret.keys.away") or die;
+like(check($node, 'secret_keys'), qr/^fail: no call can be made for merchant default: could not open the file/,
+	'a missing key file fails');
+rename("$dir/secret.keys.away", "$dir/secret.keys") or die;
+chmod 0644, "$dir/secret.keys";
+like(check($node, 'secret_keys'), qr/^fail: .*not safe to use: The file has group or world access/,
+	'a key file others can read fails');
+unlike(check($node, 'secret_keys'), qr/test_sk_/, 'the sentence never holds the key');
+chmod 0600, "$dir/secret.keys";
+like(check($node, 'secret_keys'), qr/^ok: /, 'fixed: the key can be read again');
+
+# ---------------------------------------------------------------- pg_cron
+
+like(check($node, 'pg_cron'), qr/^warn: pg_cron is not installed/, 'without pg_cron: a warning');
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
+like(check($node, 'pg_cron'), qr/^fail: there is no pg_cron job toss_billing_run_due/, 'no job: fail');
+my $plan = $node->safe_psql('postgres', "SELECT id FROM toss_billing.create_plan('건강 월간', 9900)");
+$node->safe_psql('postgres', "SELECT toss_billing.create_subscription('hl-one', $plan)");
+like(check($node, 'runner'), qr/^fail: run_due has never run/, 'a subscription and no run: the runner check fails');
+
+my $job = $node->safe_psql('postgres', "SELECT toss_billing.schedule('* * * * *')");
+like(check($node, 'pg_cron'), qr/^ok: .*has not run yet/, 'scheduled, not run yet');
+# the job's runs fail (its command is broken)
+$node->safe_psql('postgres', "SELECT cron.alter_job($job, command => 'CALL toss_billing.run_due(-1)')");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM cron.job_run_details WHERE jobid = $job AND status = 'failed'", 't'),
+	'pg_cron ran the broken job');
+like(check($node, 'pg_cron'), qr/^fail: the last run of the pg_cron job toss_billing_run_due failed: .*must not be negative/,
+	'its failure fails the check, with pg_cron\'s message');
+like(check($node, 'runner'), qr/^fail: run_due has never run/, 'and still nothing has run');
+# fixed: schedule() puts the command back
+is($node->safe_psql('postgres', "SELECT toss_billing.schedule('* * * * *')"), $job, 'the same job, rescheduled');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM cron.job_run_details WHERE jobid = $job AND status = 'succeeded'", 't'),
+	'pg_cron ran the runner');
+like(check($node, 'pg_cron'), qr/^ok: .*its last run succeeded \(1 of the last 2 failed\)/, 'fixed: pg_cron passes');
+like(check($node, 'runner'), qr/^ok: run_due ran at /, 'and the runner ran');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM toss_billing.runs WHERE kind = 'run_due' AND status = 'finished' AND done = 1}),
+	'1', 'the run log has the run that charged the subscription');
+is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.health() WHERE status = 'fail'"),
+	'0', 'nothing fails now');
+$node->safe_psql('postgres', 'SELECT toss_billing.unschedule()');
+like(check($node, 'pg_cron'), qr/^fail: there is no pg_cron job/, 'unscheduled: fail again');
+
+$node->stop;
+$emulator->kill_kill;
+done_testing();
