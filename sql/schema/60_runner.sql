@@ -198,6 +198,7 @@ DECLARE
     v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.attempt_ids), 0);
     v_outcomes toss_billing._outcome[];
     v_subscriptions bigint[];
+    v_states text[];
     r record;
 BEGIN
     IF COALESCE(pg_catalog.cardinality(_record_outcomes.states), 0) <> v_n
@@ -333,8 +334,9 @@ BEGIN
                                     o.from_state, o.attempt_state, o.failure_class, o.failure_code,
                                     o.failure_message, o.billing_key_id, o.reuse_refused)::toss_billing._outcome
                                 ORDER BY o.id),
-           pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL)
-      INTO v_outcomes, v_subscriptions
+           pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL),
+           pg_catalog.array_agg(DISTINCT o.attempt_state)
+      INTO v_outcomes, v_subscriptions, v_states
       FROM orders_recorded o;
 
     IF v_outcomes IS NULL THEN
@@ -387,9 +389,17 @@ BEGIN
     IF v_subscriptions IS NULL THEN
         RETURN;
     END IF;
-    PERFORM toss_billing._settle_paid(v_outcomes);
-    PERFORM toss_billing._settle_failed(v_outcomes);
-    PERFORM toss_billing._settle_unknown(v_outcomes);
+    -- each settles the outcomes of one state: called only when there are
+    -- any (a batch is usually all paid)
+    IF 'done' = ANY (v_states) THEN
+        PERFORM toss_billing._settle_paid(v_outcomes);
+    END IF;
+    IF 'failed' = ANY (v_states) THEN
+        PERFORM toss_billing._settle_failed(v_outcomes);
+    END IF;
+    IF 'unknown' = ANY (v_states) THEN
+        PERFORM toss_billing._settle_unknown(v_outcomes);
+    END IF;
     -- catching up: the period just opened may already have ended
     PERFORM toss_billing._apply_transitions(v_subscriptions);
 END;
