@@ -257,6 +257,8 @@ free_slot(JobSlot *s)
 	s->worker = -1;
 	s->caller = NULL;
 	s->generation++;
+	/* nothing of the call stays in shared memory (an issuance's authKey) */
+	memset(&s->job, 0, sizeof(s->job));
 	dlist_push_tail(&engine->free_slots, &s->node);
 }
 
@@ -1395,6 +1397,7 @@ report_work(Engine *e)
 		}
 		appendStringInfo(&buf, "%s %s (%s)", shown ? ";" : "", toss_job_describe(j),
 						 j->step == STEP_WAIT ? "at toss" : j->step == STEP_INTENT ? "recording intent" :
+						 j->step == STEP_SEND ? "waiting to be sent" :
 						 j->step == STEP_OUTCOME ? "recording outcome" : "answering");
 		shown++;
 	}
@@ -1610,7 +1613,7 @@ toss_engine_queue_sql(PG_FUNCTION_ARGS)
 /*
  * toss_billing._engine_workers() -> the engine workers of this database:
  * pid, state (starting, running), since, calls (taken, not finished),
- * in_flight, and the queue's capacity and places in use (all databases).
+ * in_flight.
  */
 Datum
 toss_engine_workers_sql(PG_FUNCTION_ARGS)

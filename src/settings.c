@@ -207,7 +207,7 @@ toss_define_settings(void)
 
 	DefineCustomIntVariable("toss_billing.queue_depth",
 							"Most calls queued for or running in the engine at once, over all databases.",
-							"Beyond it a caller waits for a place (up to its statement_timeout or toss_billing.queue_timeout). Each place takes about 9 kB of shared memory.",
+							"Beyond it a caller waits for a place (up to its statement_timeout or toss_billing.queue_timeout). Each place takes about 8 kB of shared memory.",
 							&toss_queue_depth,
 							512, 16, 65536,
 							PGC_POSTMASTER, 0,

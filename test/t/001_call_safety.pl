@@ -113,8 +113,9 @@ sub requests_sent
 }
 
 # A full queue: the calls beyond it wait; with toss_billing.queue_timeout a
-# call that could not get in fails with 53000, and so does one that waited
-# past its statement_timeout -- both before anything is recorded or sent.
+# call that could not get in fails with 53000, and one that waited past its
+# statement_timeout is canceled (57014) -- both before anything is recorded
+# or sent.
 $node->append_conf('postgresql.conf', "toss_billing.queue_depth = 16\n");
 $node->restart;
 emu_post('/__emulator/faults',
