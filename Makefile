@@ -78,3 +78,4 @@ bench: deps
 	$(MAKE) install
 	bench/emulator/run
 	bench/charge_throughput
+	bench/charge_concurrency

@@ -5,11 +5,12 @@
  * runner.c.)
  *
  * Each function validates its arguments (every rule is checked here, before
- * any worker starts, so bad input costs nothing and records nothing), fills a
- * TossJob, runs it in a background worker (worker.c) and turns the worker's
- * reply into a result or an ERROR.  Nothing here touches the network or
- * writes a table: the caller's transaction stays free of side effects, so a
- * ROLLBACK by the caller cannot undo a charge.
+ * the call is queued, so bad input costs nothing and records nothing), fills
+ * a TossJob, runs it in the engine (engine.c: a worker of the database makes
+ * the call in its own transactions) and turns the reply into a result or an
+ * ERROR.  Nothing here touches the network or writes a table: the caller's
+ * transaction stays free of side effects, so a ROLLBACK by the caller cannot
+ * undo a charge.
  */
 #include "postgres.h"
 
@@ -27,6 +28,7 @@
 #include "utils/fmgroids.h"
 
 #include "crypto.h"
+#include "engine.h"
 #include "errors.h"
 #include "payment_row.h"
 #include "settings.h"
@@ -143,7 +145,7 @@ extension_owner(void)
 	return owner;
 }
 
-/* The worker logs in as the extension owner. */
+/* The engine's workers log in as the extension owner. */
 static void
 check_owner_can_log_in(Oid owner)
 {
@@ -151,7 +153,7 @@ check_owner_can_log_in(Oid owner)
 		ereport(ERROR,
 				(errcode(ERRCODE_TOSS_CONFIGURATION),
 				 errmsg("the owner of extension toss_billing cannot log in"),
-				 errdetail("toss_billing's worker connects as the extension owner, which needs the LOGIN attribute."),
+				 errdetail("toss_billing's engine workers connect as the extension owner, which needs the LOGIN attribute."),
 				 errhint("ALTER ROLE the extension owner WITH LOGIN, or reinstall the extension as a role that can log in.")));
 }
 
@@ -245,7 +247,7 @@ toss_issue_billing_key(PG_FUNCTION_ARGS)
 	copy_field(job.auth_key, sizeof(job.auth_key), auth_key, "auth_key");
 	copy_field(job.merchant, sizeof(job.merchant), merchant, "merchant");
 
-	toss_run_job(&job, &result);
+	toss_engine_call(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(OidInputFunctionCall(F_RECORD_IN, result.payload,
@@ -298,7 +300,7 @@ toss_charge(PG_FUNCTION_ARGS)
 				 errmsg("order_name must not be empty")));
 	check_max_chars(order_name, "order_name", 100);
 	check_no_control_chars(order_name, "order_name");
-	/* none given: the worker makes tb<installation tag>-<uuid> */
+	/* none given: the engine makes tb<installation tag>-<uuid> */
 	if (order_id != NULL)
 		check_charset(order_id, "order_id", "-_", 6, 64,
 					  "An order id is 6 to 64 characters of letters, digits, - and _.");
@@ -321,7 +323,7 @@ toss_charge(PG_FUNCTION_ARGS)
 		copy_field(job.customer_name, sizeof(job.customer_name), name, "customer_name");
 	job.has_customer_name = name != NULL;
 
-	toss_run_job(&job, &result);
+	toss_engine_call(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge", order_id));
@@ -334,6 +336,7 @@ toss_charge(PG_FUNCTION_ARGS)
  * same claim: whichever claims the period first posts it, the other finds it
  * in flight), e.g. the first charge at sign-up.  The worker checks the
  * subscription; the caller gets the Payment, or the error of the charge.
+ * It runs in the engine like every call.
  */
 Datum
 toss_charge_subscription_now(PG_FUNCTION_ARGS)
@@ -350,7 +353,7 @@ toss_charge_subscription_now(PG_FUNCTION_ARGS)
 
 	init_job(&job, TOSS_JOB_CHARGE_SUBSCRIPTION, "");
 	job.subscription_id = subscription_id;
-	toss_run_job(&job, &result);
+	toss_engine_call(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge of subscription", id));
@@ -393,7 +396,7 @@ toss_cancel(PG_FUNCTION_ARGS)
 	job.has_amount = !PG_ARGISNULL(2);
 	job.amount = job.has_amount ? PG_GETARG_INT64(2) : 0;
 
-	toss_run_job(&job, &result);
+	toss_engine_call(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "cancel of", payment));
@@ -415,7 +418,7 @@ toss_delete_billing_key(PG_FUNCTION_ARGS)
 		elog(ERROR, "toss_delete_billing_key must return a composite type");
 
 	init_job(&job, TOSS_JOB_DELETE_KEY, customer_key);
-	toss_run_job(&job, &result);
+	toss_engine_call(&job, &result);
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(OidInputFunctionCall(F_RECORD_IN, result.payload,

@@ -18,15 +18,25 @@
 #include <cjson/cJSON.h>
 
 #include "json.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 StaticAssertDecl(CJSON_VERSION_MAJOR > 1 ||
 				 (CJSON_VERSION_MAJOR == 1 && CJSON_VERSION_MINOR >= 7),
 				 "toss_billing needs cJSON 1.7 or later");
 
+/*
+ * A document is either parsed by cJSON (an answer as received) or a jsonb
+ * value read in place (toss_json_from_jsonb: what SQL hands over), read
+ * through the same functions with the same meaning: a key's last value, as
+ * jsonb keeps it; numbers read as doubles, as cJSON reads them.
+ */
 struct TossJson
 {
 	cJSON	   *root;
+	JsonbContainer *jb;			/* the jsonb form, or NULL */
 	MemoryContextCallback cb;
 };
 
@@ -76,15 +86,119 @@ toss_json_parse(const char *text, size_t len)
 	return doc;
 }
 
+/* A jsonb value, read in place (not copied, not parsed again). */
+TossJson *
+toss_json_from_jsonb(Jsonb *jb)
+{
+	TossJson   *doc = palloc0(sizeof(TossJson));
+
+	doc->jb = &jb->root;
+	return doc;
+}
+
+/* Follow a path in a jsonb document, as lookup() does in a cJSON one. */
+static bool
+jb_lookup(JsonbContainer *root, const char *path, JsonbValue *out)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = root;
+	v.val.binary.len = 0;
+	if (JsonContainerIsScalar(root))
+	{
+		JsonbValue *scalar = getIthJsonbValueFromContainer(root, 0);
+
+		if (scalar == NULL)
+			return false;
+		v = *scalar;
+	}
+	while (*path)
+	{
+		size_t		n = strcspn(path, ".");
+		JsonbContainer *c;
+
+		if (v.type != jbvBinary || n >= 128)
+			return false;
+		c = v.val.binary.data;
+		if (JsonContainerIsObject(c))
+		{
+			if (getKeyJsonValueFromContainer(c, path, (int) n, &v) == NULL)
+				return false;
+		}
+		else if (n > 0 && n < 9 && strspn(path, "0123456789") >= n)
+		{
+			char		digits[10];
+			JsonbValue *item;
+
+			memcpy(digits, path, n);
+			digits[n] = '\0';
+			item = getIthJsonbValueFromContainer(c, (uint32) atoi(digits));
+			if (item == NULL)
+				return false;
+			v = *item;
+		}
+		else
+			return false;
+		path += n;
+		if (*path == '.')
+			path++;
+	}
+	*out = v;
+	return true;
+}
+
+/* A jsonb number as cJSON would read its text: a double. */
+static double
+jb_double(JsonbValue *v)
+{
+	char	   *digits = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	double		d = strtod(digits, NULL);
+
+	pfree(digits);
+	return d;
+}
+
+static TossJsonType
+jb_type(TossJson *doc, const char *path, JsonbValue *v)
+{
+	if (!jb_lookup(doc->jb, path, v))
+		return TOSS_JSON_ABSENT;
+	switch (v->type)
+	{
+		case jbvNull:
+			return TOSS_JSON_NULL;
+		case jbvString:
+			return TOSS_JSON_TEXT;
+		case jbvNumeric:
+			{
+				double		d = jb_double(v);
+
+				return (isfinite(d) && floor(d) == d && fabs(d) <= 9007199254740992.0) ?
+					TOSS_JSON_INTEGER : TOSS_JSON_NUMBER;
+			}
+		case jbvBool:
+			return TOSS_JSON_BOOLEAN;
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ? TOSS_JSON_OBJECT : TOSS_JSON_ARRAY;
+		default:
+			return TOSS_JSON_NUMBER;
+	}
+}
+
 bool
 toss_json_is_object(TossJson *doc)
 {
+	if (doc != NULL && doc->jb)
+		return JsonContainerIsObject(doc->jb) && !JsonContainerIsScalar(doc->jb);
 	return doc != NULL && cJSON_IsObject(doc->root);
 }
 
 bool
 toss_json_is_array(TossJson *doc)
 {
+	if (doc != NULL && doc->jb)
+		return !JsonContainerIsObject(doc->jb) && !JsonContainerIsScalar(doc->jb);
 	return doc != NULL && cJSON_IsArray(doc->root);
 }
 
@@ -123,7 +237,15 @@ lookup(TossJson *doc, const char *path)
 TossJsonType
 toss_json_type(TossJson *doc, const char *path)
 {
-	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+	cJSON	   *n;
+
+	if (doc && doc->jb)
+	{
+		JsonbValue	v;
+
+		return jb_type(doc, path, &v);
+	}
+	n = doc ? lookup(doc, path) : NULL;
 
 	if (n == NULL)
 		return TOSS_JSON_ABSENT;
@@ -151,7 +273,17 @@ toss_json_type(TossJson *doc, const char *path)
 int
 toss_json_array_size(TossJson *doc, const char *path)
 {
-	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+	cJSON	   *n;
+
+	if (doc && doc->jb)
+	{
+		JsonbValue	v;
+
+		if (jb_type(doc, path, &v) != TOSS_JSON_ARRAY)
+			return 0;
+		return (int) JsonContainerSize(v.val.binary.data);
+	}
+	n = doc ? lookup(doc, path) : NULL;
 
 	return cJSON_IsArray(n) ? cJSON_GetArraySize(n) : 0;
 }
@@ -160,7 +292,17 @@ toss_json_array_size(TossJson *doc, const char *path)
 const char *
 toss_json_peek_text(TossJson *doc, const char *path)
 {
-	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+	cJSON	   *n;
+
+	if (doc && doc->jb)
+	{
+		JsonbValue	v;
+
+		if (!jb_lookup(doc->jb, path, &v) || v.type != jbvString)
+			return NULL;
+		return pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	n = doc ? lookup(doc, path) : NULL;
 
 	return cJSON_IsString(n) ? n->valuestring : NULL;
 }
@@ -169,7 +311,18 @@ toss_json_peek_text(TossJson *doc, const char *path)
 bool
 toss_json_peek_int64(TossJson *doc, const char *path, int64 *out)
 {
-	cJSON	   *n = doc ? lookup(doc, path) : NULL;
+	cJSON	   *n;
+
+	if (doc && doc->jb)
+	{
+		JsonbValue	v;
+
+		if (jb_type(doc, path, &v) != TOSS_JSON_INTEGER)
+			return false;
+		*out = (int64) jb_double(&v);
+		return true;
+	}
+	n = doc ? lookup(doc, path) : NULL;
 
 	if (toss_json_type(doc, path) != TOSS_JSON_INTEGER)
 		return false;

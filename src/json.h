@@ -5,6 +5,8 @@
 #ifndef TOSS_JSON_H
 #define TOSS_JSON_H
 
+#include "utils/jsonb.h"
+
 typedef struct TossJson TossJson;	/* opaque parsed document */
 
 typedef enum TossJsonKind
@@ -34,6 +36,7 @@ typedef struct TossJsonField
 } TossJsonField;
 
 extern TossJson *toss_json_parse(const char *text, size_t len);
+extern TossJson *toss_json_from_jsonb(Jsonb *jb);
 extern bool toss_json_is_object(TossJson *doc);
 extern bool toss_json_is_array(TossJson *doc);
 extern char *toss_json_text(TossJson *doc, const char *path);

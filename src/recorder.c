@@ -212,7 +212,20 @@ park_one(const TossOutcome *rows, int n)
 void
 toss_record_outcomes(const TossOutcome *rows, int n)
 {
+	toss_record_outcomes_parking(rows, n, NULL);
+}
+
+/*
+ * As toss_record_outcomes; parked, if not NULL, gets for each row NULL if
+ * it was recorded, else why it was parked (palloc'd).
+ */
+void
+toss_record_outcomes_parking(const TossOutcome *rows, int n, char **parked)
+{
 	ErrorData  *e = NULL;
+
+	if (parked)
+		memset(parked, 0, sizeof(char *) * n);
 
 	/*
 	 * The outcome commit need not wait for its WAL flush: if a crash loses
@@ -246,6 +259,8 @@ toss_record_outcomes(const TossOutcome *rows, int n)
 		if (row_error == NULL)
 			continue;
 		park_error = psprintf("%s (SQLSTATE %s)", row_error->message, unpack_sql_state(row_error->sqlerrcode));
+		if (parked)
+			parked[i] = (char *) park_error;
 		ereport(WARNING,
 				(errmsg("toss_billing: the outcome of attempt " INT64_FORMAT " could not be recorded; it is parked",
 						rows[i].attempt_id),

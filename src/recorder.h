@@ -14,6 +14,7 @@ typedef struct TossRecorder TossRecorder;
  * batch, and if it fails, row by row; a row that still fails is parked.
  */
 extern void toss_record_outcomes(const TossOutcome *rows, int n);
+extern void toss_record_outcomes_parking(const TossOutcome *rows, int n, char **parked);
 
 /*
  * The outcome recorder.  start returns NULL when it is switched off

@@ -41,6 +41,7 @@
 
 #include "charge.h"
 #include "crypto.h"
+#include "engine.h"
 #include "verify.h"
 #include "recorder.h"
 #include "runlog.h"
@@ -79,6 +80,8 @@ typedef struct RunItem
 	TossExpect	expect;			/* what Toss's answer must match */
 	char	   *idempotency_key;
 	const char *authorization;	/* shared per merchant */
+	const char *merchant;		/* whose concurrency the call counts against */
+	bool		gated;			/* it holds one of its merchant's calls */
 	char	   *billing_key;	/* plaintext: wiped when the item goes */
 	char	   *body;			/* must live until the transfer ends */
 	TossReply	reply;			/* the POST's answer */
@@ -102,6 +105,7 @@ typedef struct Runner
 	TossHttpBatch *batch;
 	dlist_head queue;			/* claimed, not yet sent */
 	int			queued;
+	dlist_head	in_flight;		/* sent, not yet answered */
 	RunItem   **finished;		/* judged, outcome not yet committed */
 	int			nfinished;
 	List	   *auths;			/* MerchantAuth, read once per run */
@@ -128,6 +132,8 @@ typedef struct Runner
 				throttled;
 } Runner;
 
+static void flush(Runner *r);
+
 /* Monotonic seconds. */
 static double
 now_s(void)
@@ -142,6 +148,13 @@ static double
 ms_since(double since)
 {
 	return (now_s() - since) * 1000.0;
+}
+
+/* Milliseconds left of the run's time budget (0 when it is over). */
+static double
+budget_left_ms(double started, double budget_ms)
+{
+	return Max(0.0, budget_ms - ms_since(started));
 }
 
 static void
@@ -276,6 +289,7 @@ make_item(Runner *r, HeapTuple tup, TupleDesc desc, ItemPhase phase)
 
 	auth = merchant_auth(r, col_text(tup, desc, 12));
 	it->authorization = auth->authorization;
+	it->merchant = auth->merchant;
 	sealed_datum = SPI_getbinval(tup, desc, 13, &isnull);
 	if (auth->authorization == NULL)
 		fail_item(it, "SECRET_KEY_MISSING", auth->problem);
@@ -383,18 +397,33 @@ static void
 send_queued(Runner *r)
 {
 	int			added = 0;
+	double		left = budget_left_ms(r->started, r->budget_ms);
 
-	while (r->queued > 0 &&
+	/* nothing new leaves once the time budget is over: it could not be waited for */
+	while (r->queued > 0 && left > 0 &&
 		   toss_http_batch_running(r->batch) < r->max_concurrency &&
 		   may_start(r))
 	{
 		RunItem    *it = dlist_container(RunItem, node, dlist_pop_head_node(&r->queue));
 		TossEndpoint ep = r->ep;
 		TossHttpRequest req;
-		MemoryContext old = MemoryContextSwitchTo(it->cxt);
+		MemoryContext old;
 
+		if (!it->gated)
+		{
+			if (!toss_engine_gate_acquire(it->merchant))
+			{
+				/* the merchant has toss_billing.merchant_concurrency calls in flight */
+				dlist_push_head(&r->queue, &it->node);
+				break;
+			}
+			it->gated = toss_merchant_concurrency > 0;
+		}
 		r->queued--;
+		old = MemoryContextSwitchTo(it->cxt);
 		ep.authorization = it->authorization;
+		/* a call never outlasts the run's time budget */
+		ep.timeout_ms = (int) Min((double) ep.timeout_ms, Max(1.0, left));
 		if (it->phase == PHASE_LOOKUP || it->phase == PHASE_RECOVER)
 			toss_api_get_request(&ep, toss_api_payment_by_order_url(&ep, it->expect.order_id), &req);
 		else
@@ -405,11 +434,13 @@ send_queued(Runner *r)
 			toss_api_charge_request(&ep, url, it->idempotency_key, it->body, &req);
 			toss_http_batch_add(r->batch, &req, it);
 			toss_wipe_string(url);
+			dlist_push_tail(&r->in_flight, &it->node);
 			MemoryContextSwitchTo(old);
 			added++;
 			continue;
 		}
 		toss_http_batch_add(r->batch, &req, it);
+		dlist_push_tail(&r->in_flight, &it->node);
 		MemoryContextSwitchTo(old);
 		added++;
 	}
@@ -513,6 +544,13 @@ collect(Runner *r, int wait_ms)
 		MemoryContext old = MemoryContextSwitchTo(it->cxt);
 		TossReply  *answer = it->phase == PHASE_LOOKUP ? &it->lookup : &it->reply;
 
+		dlist_delete(&it->node);
+		if (it->gated)
+		{
+			toss_engine_gate_release(it->merchant);
+			it->gated = false;
+		}
+
 		memset(answer, 0, sizeof(*answer));
 		answer->http = resp;
 		answer->http.body = palloc(resp.body_len + 1);
@@ -527,6 +565,53 @@ collect(Runner *r, int wait_ms)
 		}
 		MemoryContextSwitchTo(old);
 		wait_ms = 0;
+	}
+}
+
+/*
+ * The time budget is over: every call still waiting to be sent or for its
+ * answer is given up (its transfer abandoned) and its attempt recorded
+ * unknown, to be settled by the next run looking the order up (and posting
+ * the very same request, with the same Idempotency-Key, if Toss has no
+ * record of it).  So a run ends within its budget however Toss behaves.
+ */
+static void
+abandon_unfinished(Runner *r)
+{
+	dlist_head *lists[2] = {&r->in_flight, &r->queue};
+
+	for (int l = 0; l < 2; l++)
+	{
+		while (!dlist_is_empty(lists[l]))
+		{
+			RunItem    *it = dlist_container(RunItem, node, dlist_pop_head_node(lists[l]));
+			TossChargeVerdict *v = &it->verdict;
+			bool		sent = l == 0 || it->phase == PHASE_LOOKUP || it->phase == PHASE_REPOST;
+
+			if (l == 0)
+				toss_http_batch_cancel(r->batch, it);
+			else
+				r->queued--;
+			if (it->gated)
+			{
+				toss_engine_gate_release(it->merchant);
+				it->gated = false;
+			}
+			if (it->phase != PHASE_LOOKUP)
+				memset(v, 0, sizeof(*v));
+			v->outcome.state = "unknown";
+			v->outcome.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+			v->outcome.failure_code = NULL;
+			v->outcome.failure_message = sent ?
+				"the run's time budget ended before Toss answered; the next run looks the order up" :
+				"the run's time budget ended before this attempt was sent; the next run looks the order up and posts it if Toss has no record of it";
+			v->outcome.payment_json = NULL;
+			v->outcome.hold = NULL;
+			it->phase = PHASE_DONE;
+			r->finished[r->nfinished++] = it;
+			if (r->nfinished >= FLUSH_MAX)
+				flush(r);
+		}
 	}
 }
 
@@ -634,6 +719,7 @@ init_runner(Runner *r, int max_charges, double budget_ms)
 	r->budget_ms = budget_ms;
 	r->max_charges = max_charges;
 	dlist_init(&r->queue);
+	dlist_init(&r->in_flight);
 	/* small outcome batches keep slots refilled while the database works */
 	r->flush_every = Max(8, Min(FLUSH_MAX, r->max_concurrency / 4));
 	r->finished = MemoryContextAlloc(r->cxt, sizeof(RunItem *) * 2 * (r->max_concurrency + FLUSH_MAX));
@@ -678,6 +764,9 @@ run(Runner *r)
 	{
 		CHECK_FOR_INTERRUPTS();
 		note_recorded(r);
+		if (budget_left_ms(r->started, r->budget_ms) <= 0 &&
+			(r->queued > 0 || toss_http_batch_running(r->batch) > 0))
+			abandon_unfinished(r);
 		if (should_claim(r))
 		{
 			int			room = 2 * r->max_concurrency - r->queued - toss_http_batch_running(r->batch);
@@ -696,7 +785,8 @@ run(Runner *r)
 				break;
 			continue;
 		}
-		collect(r, toss_http_batch_running(r->batch) > 0 ? 20 : 5);
+		collect(r, (int) Min(toss_http_batch_running(r->batch) > 0 ? 20.0 : 5.0,
+							 Max(1.0, budget_left_ms(r->started, r->budget_ms))));
 		send_queued(r);
 		if (should_flush(r))
 		{
@@ -715,8 +805,13 @@ drain(Runner *r)
 	while (r->queued > 0 || toss_http_batch_running(r->batch) > 0)
 	{
 		CHECK_FOR_INTERRUPTS();
+		if (budget_left_ms(r->started, r->budget_ms) <= 0)
+		{
+			abandon_unfinished(r);
+			break;
+		}
 		send_queued(r);
-		collect(r, 20);
+		collect(r, (int) Min(20.0, Max(1.0, budget_left_ms(r->started, r->budget_ms))));
 		send_queued(r);
 		if (should_flush(r))
 			flush(r);
@@ -724,19 +819,32 @@ drain(Runner *r)
 	flush(r);
 }
 
+/* An unknown cancel being replayed. */
+typedef struct CancelItem
+{
+	int64		cancel_id;
+	bool		answered;
+	bool		store;			/* record o once the calls are over */
+	TossExpect	e;
+	const char *authorization;
+	TossReply	reply;
+	TossOutcome o;
+} CancelItem;
+
 /*
  * Unknown cancels: each is replayed with its own Idempotency-Key and request
  * while Toss keeps that key (a cancel Toss made is answered from its cache,
  * one it never received is made now: either way exactly once).  After the
- * window the cancel is closed as failed; reconcile shows what Toss did.
- * Rare, so one at a time.
+ * window the cancel is closed as failed; reconcile shows what Toss did.  The
+ * replays of a batch run at once on the multi handle; one that gets no
+ * answer within the run's time budget stays unknown for a later run.
  */
 static void
 recover_cancels(Runner *r)
 {
 	const int	n = 16;
 
-	while (ms_since(r->started) < r->budget_ms)
+	while (budget_left_ms(r->started, r->budget_ms) > 0)
 	{
 		MemoryContext tmp = AllocSetContextCreate(r->cxt, "toss_billing cancel recovery",
 												  ALLOCSET_DEFAULT_SIZES);
@@ -744,8 +852,9 @@ recover_cancels(Runner *r)
 		Oid			argtype = INT4OID;
 		Datum		arg = Int32GetDatum(n);
 		uint64		got;
-		HeapTuple  *rows;
 		TupleDesc	desc;
+		CancelItem *items;
+		int			pending = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		if (toss_spi_execute("SELECT cancel_id, payment_key, idempotency_key, merchant, "
@@ -755,53 +864,82 @@ recover_cancels(Runner *r)
 			elog(ERROR, "toss_billing._claim_unknown_cancels failed");
 		got = SPI_processed;
 		desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
-		rows = palloc(sizeof(HeapTuple) * Max(got, 1));
-		for (uint64 i = 0; i < got; i++)
-			rows[i] = heap_copytuple(SPI_tuptable->vals[i]);
-		SPI_commit();
-
+		items = palloc0(sizeof(CancelItem) * Max(got, 1));
 		for (uint64 i = 0; i < got; i++)
 		{
+			HeapTuple	row = heap_copytuple(SPI_tuptable->vals[i]);
+			CancelItem *c = &items[i];
 			bool		amount_null,
 						isnull;
-			int64		amount = DatumGetInt64(SPI_getbinval(rows[i], desc, 5, &amount_null));
-			TimestampTz created = DatumGetTimestampTz(SPI_getbinval(rows[i], desc, 7, &isnull));
-			TossOutcome o;
-			TossErrorClass cls;
-			MerchantAuth *auth = merchant_auth(r, SPI_getvalue(rows[i], desc, 4));
+			int64		amount = DatumGetInt64(SPI_getbinval(row, desc, 5, &amount_null));
+			TimestampTz created = DatumGetTimestampTz(SPI_getbinval(row, desc, 7, &isnull));
+			MerchantAuth *auth = merchant_auth(r, SPI_getvalue(row, desc, 4));
 
-			CHECK_FOR_INTERRUPTS();
+			c->cancel_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+			c->store = true;
 			if (auth->authorization == NULL)
 			{
-				memset(&o, 0, sizeof(o));
-				o.state = "unknown";
-				o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-				o.failure_message = auth->problem;
+				c->o.state = "unknown";
+				c->o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+				c->o.failure_message = auth->problem;
 			}
 			else if (GetCurrentTimestamp() - created < IDEMPOTENCY_WINDOW_USEC)
 			{
 				TossEndpoint ep = r->ep;
-				TossReply	reply;
-				TossExpect	e = {0};
+				TossHttpRequest req;
 
-				e.payment_key = SPI_getvalue(rows[i], desc, 2);
-				e.order_id = SPI_getvalue(rows[i], desc, 8);
-				e.amount = DatumGetInt64(SPI_getbinval(rows[i], desc, 9, &isnull));
-				e.mid = SPI_getvalue(rows[i], desc, 10);
+				c->e.payment_key = SPI_getvalue(row, desc, 2);
+				c->e.order_id = SPI_getvalue(row, desc, 8);
+				c->e.amount = DatumGetInt64(SPI_getbinval(row, desc, 9, &isnull));
+				c->e.mid = SPI_getvalue(row, desc, 10);
+				c->authorization = auth->authorization;
 				ep.authorization = auth->authorization;
-				toss_api_cancel(&ep, SPI_getvalue(rows[i], desc, 3), e.payment_key,
-								SPI_getvalue(rows[i], desc, 6), amount_null, amount, &reply);
-				toss_judge_cancel(&reply, &e, &o, &cls);
+				ep.timeout_ms = (int) Min((double) ep.timeout_ms,
+										  Max(1.0, budget_left_ms(r->started, r->budget_ms)));
+				toss_api_cancel_request(&ep, SPI_getvalue(row, desc, 3), c->e.payment_key,
+										SPI_getvalue(row, desc, 6), amount_null, amount, &req);
+				toss_http_batch_add(r->batch, &req, c);
+				c->store = false;
+				pending++;
 			}
 			else
 			{
-				memset(&o, 0, sizeof(o));
-				o.state = "failed";
-				o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
-				o.failure_message = "not confirmed within Toss's 15-day idempotency window; reconcile shows what Toss did";
+				c->o.state = "failed";
+				c->o.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+				c->o.failure_message = "not confirmed within Toss's 15-day idempotency window; reconcile shows what Toss did";
 			}
-			toss_store_cancel_outcome(DatumGetInt64(SPI_getbinval(rows[i], desc, 1, &isnull)), &o);
 		}
+		SPI_commit();
+		toss_http_batch_start(r->batch);
+
+		while (pending > 0 && budget_left_ms(r->started, r->budget_ms) > 0)
+		{
+			void	   *tag;
+			TossHttpResponse resp;
+
+			CHECK_FOR_INTERRUPTS();
+			if (!toss_http_batch_next(r->batch, (int) Min(100.0, Max(1.0, budget_left_ms(r->started, r->budget_ms))),
+									  &tag, &resp))
+				continue;
+			{
+				CancelItem *c = (CancelItem *) tag;
+				TossErrorClass cls;
+
+				memset(&c->reply, 0, sizeof(c->reply));
+				c->reply.http = resp;
+				toss_reply_read(&c->reply, NULL, c->authorization);
+				toss_judge_cancel(&c->reply, &c->e, &c->o, &cls);
+				c->store = true;
+				pending--;
+			}
+		}
+		/* replays still unanswered when the budget ends stay unknown */
+		for (uint64 i = 0; i < got; i++)
+			if (!items[i].store)
+				toss_http_batch_cancel(r->batch, &items[i]);
+		for (uint64 i = 0; i < got; i++)
+			if (items[i].store)
+				toss_store_cancel_outcome(items[i].cancel_id, &items[i].o);
 		SPI_commit();
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(tmp);

@@ -33,6 +33,10 @@ int			toss_max_concurrency = 16;
 bool		toss_outcome_recorder = true;
 int			toss_max_requests_per_second = 0;
 bool		toss_allow_drop = false;
+int			toss_engine_workers = 2;
+int			toss_queue_depth = 512;
+int			toss_merchant_concurrency = 0;
+int			toss_queue_timeout_ms = 0;
 char	   *toss_report_time_zone = NULL;
 int			toss_run_log_retention_s = 90 * 86400;
 
@@ -192,6 +196,38 @@ toss_define_settings(void)
 							 false,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.engine_workers",
+							"Most engine workers per database, each making many Toss calls at once.",
+							"The first call in a database starts one; another starts while calls wait for a worker. A worker stops after a minute without calls, or soon after the database has no sessions left.",
+							&toss_engine_workers,
+							2, 1, 32,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.queue_depth",
+							"Most calls queued for or running in the engine at once, over all databases.",
+							"Beyond it a caller waits for a place (up to its statement_timeout or toss_billing.queue_timeout). Each place takes about 8 kB of shared memory.",
+							&toss_queue_depth,
+							512, 16, 65536,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.merchant_concurrency",
+							"Most Toss calls of one merchant in flight at once (0: no limit).",
+							"Counts the engine's calls and run_due's together, over all databases; a call over the limit waits in its worker or runner until another of the merchant's calls ends.",
+							&toss_merchant_concurrency,
+							0, 0, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.queue_timeout",
+							"How long a call may wait for the engine before it fails (0: until statement_timeout).",
+							"A call that waited this long for a place in the queue or for a worker fails with SQLSTATE 53000, before anything is recorded or sent to Toss.",
+							&toss_queue_timeout_ms,
+							0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("toss_billing.report_time_zone",
 							   "Time zone in which the reporting views count days and months.",

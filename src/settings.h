@@ -13,6 +13,10 @@ extern int	toss_max_concurrency;
 extern bool toss_outcome_recorder;
 extern int	toss_max_requests_per_second;
 extern bool toss_allow_drop;
+extern int	toss_engine_workers;
+extern int	toss_queue_depth;
+extern int	toss_merchant_concurrency;
+extern int	toss_queue_timeout_ms;
 extern char *toss_report_time_zone;
 extern int	toss_run_log_retention_s;
 

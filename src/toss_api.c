@@ -13,8 +13,9 @@
 #include "untrusted.h"
 
 static void
-call(const TossEndpoint *ep, const char *method, const char *url, const char *idempotency_key,
-	 const char *body, const char *billing_key, size_t max_bytes, TossReply *reply)
+call(const TossEndpoint *ep, TossCallKind kind, const char *method, const char *url,
+	 const char *idempotency_key, const char *body, const char *billing_key, size_t max_bytes,
+	 TossReply *reply)
 {
 	TossHttpRequest req = {
 		.method = method,
@@ -25,6 +26,7 @@ call(const TossEndpoint *ep, const char *method, const char *url, const char *id
 		.connect_timeout_ms = ep->connect_timeout_ms,
 		.timeout_ms = ep->timeout_ms,
 		.max_response_bytes = max_bytes,
+		.kind = kind,
 	};
 
 	memset(reply, 0, sizeof(*reply));
@@ -91,17 +93,29 @@ toss_reply_ok(const TossReply *reply)
 }
 
 void
-toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
-			   const char *auth_key, const char *customer_key, TossReply *reply)
+toss_api_issue_request(const TossEndpoint *ep, const char *idempotency_key,
+					   const char *auth_key, const char *customer_key, TossHttpRequest *req)
 {
 	TossJsonField fields[] = {
 		{"authKey", TOSS_JSON_STRING, auth_key},
 		{"customerKey", TOSS_JSON_STRING, customer_key},
 	};
-	char	   *body = toss_json_build(fields, lengthof(fields));
-	char	   *url = psprintf("%s/v1/billing/authorizations/issue", ep->api_url);
 
-	call(ep, "POST", url, idempotency_key, body, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
+	toss_api_charge_request(ep, psprintf("%s/v1/billing/authorizations/issue", ep->api_url),
+							idempotency_key, toss_json_build(fields, lengthof(fields)), req);
+	req->kind = TOSS_CALL_ISSUE;
+}
+
+void
+toss_api_issue(const TossEndpoint *ep, const char *idempotency_key,
+			   const char *auth_key, const char *customer_key, TossReply *reply)
+{
+	TossHttpRequest req;
+
+	toss_api_issue_request(ep, idempotency_key, auth_key, customer_key, &req);
+	memset(reply, 0, sizeof(*reply));
+	toss_http_perform(&req, &reply->http);
+	toss_reply_read(reply, NULL, ep->authorization);
 }
 
 /* The charge URL; it contains the billing key, so callers wipe it after use. */
@@ -130,6 +144,7 @@ toss_api_charge_request(const TossEndpoint *ep, const char *url,
 	req->connect_timeout_ms = ep->connect_timeout_ms;
 	req->timeout_ms = ep->timeout_ms;
 	req->max_response_bytes = TOSS_OBJECT_REPLY_BYTES;
+	req->kind = TOSS_CALL_CHARGE;
 }
 
 void
@@ -138,7 +153,7 @@ toss_api_charge(const TossEndpoint *ep, const char *idempotency_key,
 {
 	char	   *url = toss_api_charge_url(ep, billing_key);
 
-	call(ep, "POST", url, idempotency_key, body, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
+	call(ep, TOSS_CALL_CHARGE, "POST", url, idempotency_key, body, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
 	explicit_bzero(url, strlen(url));
 	pfree(url);
 }
@@ -155,14 +170,15 @@ toss_api_get_request(const TossEndpoint *ep, const char *url, TossHttpRequest *r
 {
 	toss_api_charge_request(ep, url, NULL, NULL, req);
 	req->method = "GET";
+	req->kind = TOSS_CALL_LOOKUP_ORDER;
 }
 
 void
 toss_api_payment_by_order(const TossEndpoint *ep, const char *order_id,
 						  TossReply *reply)
 {
-	call(ep, "GET", toss_api_payment_by_order_url(ep, order_id), NULL, NULL, NULL, TOSS_OBJECT_REPLY_BYTES,
-		 reply);
+	call(ep, TOSS_CALL_LOOKUP_ORDER, "GET", toss_api_payment_by_order_url(ep, order_id), NULL, NULL, NULL,
+		 TOSS_OBJECT_REPLY_BYTES, reply);
 }
 
 void
@@ -171,7 +187,23 @@ toss_api_payment(const TossEndpoint *ep, const char *payment_key, TossReply *rep
 	char	   *url = psprintf("%s/v1/payments/%s", ep->api_url,
 							   toss_url_escape_segment(payment_key));
 
-	call(ep, "GET", url, NULL, NULL, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
+	call(ep, TOSS_CALL_LOOKUP_PAYMENT, "GET", url, NULL, NULL, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
+}
+
+void
+toss_api_cancel_request(const TossEndpoint *ep, const char *idempotency_key,
+						const char *payment_key, const char *reason, bool full,
+						int64 amount, TossHttpRequest *req)
+{
+	TossJsonField fields[] = {
+		{"cancelReason", TOSS_JSON_STRING, reason},
+		{"cancelAmount", TOSS_JSON_INT64, NULL, amount},
+	};
+
+	toss_api_charge_request(ep, psprintf("%s/v1/payments/%s/cancel", ep->api_url,
+										 toss_url_escape_segment(payment_key)),
+							idempotency_key, toss_json_build(fields, full ? 1 : 2), req);
+	req->kind = TOSS_CALL_CANCEL;
 }
 
 void
@@ -179,15 +211,21 @@ toss_api_cancel(const TossEndpoint *ep, const char *idempotency_key,
 				const char *payment_key, const char *reason, bool full,
 				int64 amount, TossReply *reply)
 {
-	TossJsonField fields[] = {
-		{"cancelReason", TOSS_JSON_STRING, reason},
-		{"cancelAmount", TOSS_JSON_INT64, NULL, amount},
-	};
-	char	   *body = toss_json_build(fields, full ? 1 : 2);
-	char	   *url = psprintf("%s/v1/payments/%s/cancel", ep->api_url,
-							   toss_url_escape_segment(payment_key));
+	TossHttpRequest req;
 
-	call(ep, "POST", url, idempotency_key, body, NULL, TOSS_OBJECT_REPLY_BYTES, reply);
+	toss_api_cancel_request(ep, idempotency_key, payment_key, reason, full, amount, &req);
+	memset(reply, 0, sizeof(*reply));
+	toss_http_perform(&req, &reply->http);
+	toss_reply_read(reply, NULL, ep->authorization);
+}
+
+/* DELETE /v1/billing/{billingKey}, for a batch; url is toss_api_charge_url's. */
+void
+toss_api_delete_request(const TossEndpoint *ep, const char *url, TossHttpRequest *req)
+{
+	toss_api_charge_request(ep, url, NULL, NULL, req);
+	req->method = "DELETE";
+	req->kind = TOSS_CALL_DELETE_KEY;
 }
 
 /* DELETE /v1/billing/{billingKey}; the URL holds the key and is wiped. */
@@ -197,7 +235,7 @@ toss_api_delete_billing_key(const TossEndpoint *ep, const char *billing_key,
 {
 	char	   *url = toss_api_charge_url(ep, billing_key);
 
-	call(ep, "DELETE", url, NULL, NULL, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
+	call(ep, TOSS_CALL_DELETE_KEY, "DELETE", url, NULL, NULL, billing_key, TOSS_OBJECT_REPLY_BYTES, reply);
 	explicit_bzero(url, strlen(url));
 	pfree(url);
 }
@@ -215,5 +253,5 @@ toss_api_transactions(const TossEndpoint *ep, const char *start_date, const char
 					 toss_url_escape_segment(end_date), limit);
 	if (starting_after)
 		appendStringInfo(&url, "&startingAfter=%s", toss_url_escape_segment(starting_after));
-	call(ep, "GET", url.data, NULL, NULL, NULL, TOSS_LIST_REPLY_BYTES, reply);
+	call(ep, TOSS_CALL_TRANSACTIONS, "GET", url.data, NULL, NULL, NULL, TOSS_LIST_REPLY_BYTES, reply);
 }

@@ -50,6 +50,12 @@ extern void toss_api_delete_billing_key(const TossEndpoint *ep, const char *bill
 extern void toss_api_transactions(const TossEndpoint *ep, const char *start_date,
 								  const char *end_date, const char *starting_after,
 								  int limit, TossReply *reply);
+extern void toss_api_issue_request(const TossEndpoint *ep, const char *idempotency_key,
+								   const char *auth_key, const char *customer_key, TossHttpRequest *req);
+extern void toss_api_cancel_request(const TossEndpoint *ep, const char *idempotency_key,
+									const char *payment_key, const char *reason, bool full,
+									int64 amount, TossHttpRequest *req);
+extern void toss_api_delete_request(const TossEndpoint *ep, const char *url, TossHttpRequest *req);
 extern bool toss_reply_ok(const TossReply *reply);
 extern void toss_reply_read(TossReply *reply, const char *billing_key, const char *authorization);
 extern char *toss_api_charge_url(const TossEndpoint *ep, const char *billing_key);

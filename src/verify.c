@@ -307,7 +307,6 @@ Datum
 toss_verify_payment_sql(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *payment;
-	char	   *json_text;
 	TossJson   *doc;
 	TossExpect	e = {0};
 	char	   *why = NULL;
@@ -317,8 +316,8 @@ toss_verify_payment_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payment, order_id and amount must not be null")));
 	payment = PG_GETARG_JSONB_P(0);
-	json_text = JsonbToCString(NULL, &payment->root, VARSIZE(payment));
-	doc = toss_json_parse(json_text, strlen(json_text));
+	/* the same predicate, read from the jsonb in place */
+	doc = toss_json_from_jsonb(payment);
 	e.order_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	e.amount = PG_GETARG_INT64(2);
 	e.mid = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));

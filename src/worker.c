@@ -1,20 +1,11 @@
 /*
- * worker.c — runs one Toss job in a dynamic background worker, so that the
- * job's transactions commit independently of the caller's (the pg_background
- * pattern).  A charge recorded at Toss therefore stays in the ledger even if
- * the caller rolls back, times out or is cancelled.
- *
- * Caller side (toss_run_job): creates a DSM segment holding the job and a
- * shm_mq for the reply, registers the worker, and waits for the reply on its
- * latch.  The wait is interruptible: statement_timeout and pg_cancel_backend
- * end it at once; the worker is left to finish and record the outcome.  If
- * no worker slot is free the caller fails before anything is recorded or
- * sent.  The segment is owned by the caller's resource owner and is detached
- * on error.
- *
- * Worker side (toss_billing_worker_main): attaches, connects to the caller's
- * database as the extension owner, runs the job (jobs.c), turns any ERROR
- * into a reply, and exits.  SIGTERM (fast shutdown) ends it like a backend.
+ * worker.c — what every background worker of this library shares: the
+ * LOGIN check of the role it connects as, registering a dynamic worker
+ * that reports to the registering backend (the outcome recorder), mapping
+ * its segment, and connecting to a database with a safe search_path; and
+ * the start time of the current process (toss_billing._backend_start), which
+ * names it as the caller of the attempts it records.  (The engine's workers
+ * are engine.c's.)
  */
 #include "postgres.h"
 
@@ -36,63 +27,17 @@
 #include "utils/syscache.h"
 
 #include "errors.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
 #include "worker.h"
 
-#define TOSS_SHM_MAGIC 0x70551b11
-#define TOC_KEY_JOB 1
-#define TOC_KEY_MQ 2
-#define MQ_SIZE (64 * 1024)
+PG_FUNCTION_INFO_V1(toss_backend_start);
 
-/* ---- the reply message ---- */
-
-static void
-send_result(shm_mq_handle *mqh, const TossJobResult *r)
+/* toss_billing._backend_start(): this process's start, as pg_stat_activity.backend_start shows it. */
+Datum
+toss_backend_start(PG_FUNCTION_ARGS)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	pq_sendbyte(&buf, r->ok ? 'O' : 'E');
-	if (r->ok)
-		pq_sendstring(&buf, r->payload ? r->payload : "");
-	else
-	{
-		pq_sendint32(&buf, r->sqlerrcode);
-		pq_sendstring(&buf, r->message ? r->message : "");
-		pq_sendstring(&buf, r->detail ? r->detail : "");
-		pq_sendstring(&buf, r->hint ? r->hint : "");
-	}
-	if (shm_mq_send(mqh, buf.len, buf.data, false, true) != SHM_MQ_SUCCESS)
-		ereport(LOG,
-				(errmsg("toss_billing worker: the caller left before the result arrived"),
-				 r->ok ? 0 : errdetail_internal("Undelivered error: %s", r->message)));
-}
-
-static char *
-nonempty(const char *s)
-{
-	return s[0] ? pstrdup(s) : NULL;
-}
-
-static void
-parse_result(const char *data, Size len, TossJobResult *r)
-{
-	StringInfoData buf;
-
-	buf.data = (char *) data;
-	buf.len = len;
-	buf.maxlen = len;
-	buf.cursor = 0;
-	memset(r, 0, sizeof(*r));
-	r->ok = pq_getmsgbyte(&buf) == 'O';
-	if (r->ok)
-		r->payload = pstrdup(pq_getmsgstring(&buf));
-	else
-	{
-		r->sqlerrcode = pq_getmsgint(&buf, 4);
-		r->message = pstrdup(pq_getmsgstring(&buf));
-		r->detail = nonempty(pq_getmsgstring(&buf));
-		r->hint = nonempty(pq_getmsgstring(&buf));
-	}
+	PG_RETURN_TIMESTAMPTZ(MyStartTimestamp);
 }
 
 /* ---- caller side ---- */
@@ -135,85 +80,7 @@ toss_register_worker(dsm_segment *seg, const char *function, const char *type)
 	return RegisterDynamicBackgroundWorker(&w, &handle) ? handle : NULL;
 }
 
-static BackgroundWorkerHandle *
-start_worker(dsm_segment *seg)
-{
-	BackgroundWorkerHandle *handle = toss_register_worker(seg, "toss_billing_worker_main",
-														  "toss_billing worker");
-
-	if (handle == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start a toss_billing worker"),
-				 errdetail("All background worker slots are in use (max_worker_processes = %d). Nothing was recorded or sent to Toss.",
-						   max_worker_processes),
-				 errhint("Retry later, or raise max_worker_processes.")));
-	return handle;
-}
-
-void
-toss_run_job(const TossJob *job, TossJobResult *result)
-{
-	shm_toc_estimator e;
-	Size		size;
-	dsm_segment *seg;
-	shm_toc    *toc;
-	TossJob    *shared_job;
-	shm_mq	   *mq;
-	shm_mq_handle *mqh;
-	BackgroundWorkerHandle *handle;
-	shm_mq_result res;
-	Size		nbytes;
-	void	   *data;
-
-	shm_toc_initialize_estimator(&e);
-	shm_toc_estimate_chunk(&e, sizeof(TossJob));
-	shm_toc_estimate_chunk(&e, MQ_SIZE);
-	shm_toc_estimate_keys(&e, 2);
-	size = shm_toc_estimate(&e);
-
-	seg = dsm_create(size, 0);
-	toc = shm_toc_create(TOSS_SHM_MAGIC, dsm_segment_address(seg), size);
-	shared_job = shm_toc_allocate(toc, sizeof(TossJob));
-	memcpy(shared_job, job, sizeof(TossJob));
-	shm_toc_insert(toc, TOC_KEY_JOB, shared_job);
-	mq = shm_mq_create(shm_toc_allocate(toc, MQ_SIZE), MQ_SIZE);
-	shm_toc_insert(toc, TOC_KEY_MQ, mq);
-	shm_mq_set_receiver(mq, MyProc);
-	mqh = shm_mq_attach(mq, seg, NULL);
-
-	handle = start_worker(seg);
-	shm_mq_set_handle(mqh, handle);
-
-	/* interruptible: shm_mq_receive waits on our latch and checks interrupts */
-	res = shm_mq_receive(mqh, &nbytes, &data, false);
-	if (res != SHM_MQ_SUCCESS)
-		ereport(ERROR,
-				(errcode(ERRCODE_TOSS_OUTCOME_UNKNOWN),
-				 errmsg("the toss_billing worker exited without a result"),
-				 errdetail("The worker stopped before reporting; any attempt it recorded keeps its state in the ledger."),
-				 errhint("Check toss_billing.payments for rows in state in_flight or unknown, and the server log.")));
-	parse_result(data, nbytes, result);
-	dsm_detach(seg);
-}
-
 /* ---- worker side ---- */
-
-static void
-capture_error(TossJobResult *result, MemoryContext cxt)
-{
-	ErrorData  *edata;
-
-	MemoryContextSwitchTo(cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	memset(result, 0, sizeof(*result));
-	result->ok = false;
-	result->sqlerrcode = edata->sqlerrcode;
-	result->message = edata->message;
-	result->detail = edata->detail;
-	result->hint = edata->hint;
-}
 
 /*
  * Worker side, shared by every worker of this library: take SIGTERM as a
@@ -252,42 +119,3 @@ toss_worker_connect(Oid database_id, Oid role_id, const char *what)
 	pgstat_report_appname(what);
 }
 
-void
-toss_billing_worker_main(Datum main_arg)
-{
-	dsm_segment *seg;
-	shm_toc    *toc;
-	TossJob    *job;
-	shm_mq_handle *mqh;
-	shm_mq	   *mq;
-	TossJobResult result;
-	MemoryContext job_cxt;
-
-	toc = toss_worker_attach(main_arg, TOSS_SHM_MAGIC, "toss_billing worker", &seg);
-	job = shm_toc_lookup(toc, TOC_KEY_JOB, false);
-	mq = shm_toc_lookup(toc, TOC_KEY_MQ, false);
-	shm_mq_set_sender(mq, MyProc);
-	mqh = shm_mq_attach(mq, seg, NULL);
-
-	toss_worker_connect(job->database_id, job->owner_id, "toss_billing worker");
-	SetConfigOption("lock_timeout", "10s", PGC_USERSET, PGC_S_SESSION);
-
-	job_cxt = AllocSetContextCreate(TopMemoryContext, "toss_billing job",
-									ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(job_cxt);
-
-	PG_TRY();
-	{
-		toss_job_execute(job, &result);
-	}
-	PG_CATCH();
-	{
-		capture_error(&result, job_cxt);
-		AbortOutOfAnyTransaction();
-	}
-	PG_END_TRY();
-
-	send_result(mqh, &result);
-	dsm_detach(seg);
-	proc_exit(0);
-}

@@ -1,8 +1,11 @@
 /*
- * worker.h — running a Toss job in a dynamic background worker.
+ * worker.h — a Toss job (what a caller asks the engine to do, and what it
+ * hears back), and the helpers every background worker of this library
+ * uses.
  *
- * The job struct is copied into a DSM segment by the calling backend and read
- * by the worker; it is plain data (fixed-size strings), no pointers.
+ * The job struct is copied into a slot of the engine's shared-memory queue
+ * by the calling backend and read by an engine worker; it is plain data
+ * (fixed-size strings), no pointers.
  */
 #ifndef TOSS_WORKER_H
 #define TOSS_WORKER_H
@@ -48,7 +51,7 @@ typedef struct TossJob
 	int64		subscription_id;
 } TossJob;
 
-/* What the worker sends back. */
+/* What the engine sends back. */
 typedef struct TossJobResult
 {
 	bool		ok;
@@ -59,7 +62,6 @@ typedef struct TossJobResult
 	char	   *hint;
 } TossJobResult;
 
-extern void toss_run_job(const TossJob *job, TossJobResult *result);
 extern bool toss_role_can_log_in(Oid role);
 
 /* any worker of this library */
@@ -71,9 +73,5 @@ extern struct BackgroundWorkerHandle *toss_register_worker(struct dsm_segment *s
 extern struct shm_toc *toss_worker_attach(Datum main_arg, uint64 magic, const char *what,
 										  struct dsm_segment **seg);
 extern void toss_worker_connect(Oid database_id, Oid role_id, const char *what);
-extern PGDLLEXPORT void toss_billing_worker_main(Datum main_arg);
-
-/* jobs.c: the body of a job, run inside the worker */
-extern void toss_job_execute(const TossJob *job, TossJobResult *result);
 
 #endif

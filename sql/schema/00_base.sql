@@ -160,16 +160,16 @@ $roles$;
 REVOKE ALL ON SCHEMA toss_billing FROM PUBLIC;
 GRANT USAGE ON SCHEMA toss_billing TO toss_billing_operator, toss_billing_auditor, toss_billing_receiver;
 
--- The start time of the current backend.  Together with its pid it names the
--- process that wrote an in-flight row, so that a row whose process is gone
--- (a killed worker, a crash restart) is known to have lost its caller.
+-- The start time of the current backend (pg_stat_activity.backend_start).
+-- Together with its pid it names the process that wrote an in-flight row,
+-- so that a row whose process is gone (a killed worker, a crash restart) is
+-- known to have lost its caller.  (In C: it is the default of every
+-- attempt's caller_started_at, and a SQL function is planned on each call.)
 CREATE OR REPLACE FUNCTION toss_billing._backend_start()
 RETURNS timestamptz
-LANGUAGE sql STABLE
+LANGUAGE c STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
-$$;
+AS 'MODULE_PATHNAME', 'toss_backend_start';
 
 -- The drop guard: DROP EXTENSION toss_billing (or DROP SCHEMA toss_billing)
 -- would delete the ledger with the extension.  While payments, cancels or

@@ -264,19 +264,29 @@ BEGIN
             HINT = 'Register a card and call toss_billing.toss_issue_billing_key() first.';
     END IF;
 
+    -- the obligation's live order (at most one: the partial unique index
+    -- finds it), else its latest failed one (among the customer's orders),
+    -- else whatever order holds the order id
     SELECT * INTO v_p FROM toss_billing.payments p
-     WHERE p.obligation = v_obligation
-     ORDER BY p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done']) DESC, p.generation DESC NULLS LAST, p.id DESC
-     LIMIT 1
+     WHERE p.obligation = v_obligation AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
        FOR UPDATE;
     IF NOT FOUND THEN
+        SELECT * INTO v_p FROM toss_billing.payments p
+         WHERE p.obligation = v_obligation AND p.customer_id = v_customer
+         ORDER BY p.generation DESC NULLS LAST, p.id DESC
+         LIMIT 1
+           FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN
         SELECT * INTO v_p FROM toss_billing.payments p WHERE p.order_id = _charge_intent.order_id FOR UPDATE;
-        IF FOUND THEN
+        IF FOUND AND v_p.obligation IS DISTINCT FROM v_obligation THEN
             RAISE EXCEPTION 'order id "%" is already used by another obligation', _charge_intent.order_id
                 USING ERRCODE = '23505',
                       DETAIL = pg_catalog.format('The order %s belongs to %s.', v_p.order_id, v_p.obligation),
                       HINT = 'Use an order id of your own for a toss_charge.';
         END IF;
+    END IF;
+    IF NOT FOUND THEN
         INSERT INTO toss_billing.payments AS p
                (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
                 tax_free_amount, customer_email, customer_name, requested_by)

@@ -295,6 +295,7 @@ DECLARE
     v_n integer := COALESCE(pg_catalog.cardinality(_record_outcomes.attempt_ids), 0);
     v_outcomes toss_billing._outcome[];
     v_subscriptions bigint[];
+    v_states text[];
     r record;
 BEGIN
     IF COALESCE(pg_catalog.cardinality(_record_outcomes.states), 0) <> v_n
@@ -348,21 +349,24 @@ BEGIN
                     payment, hold, reuse_refused)),
     -- a done outcome counts only with a Payment that answers this order (the
     -- C side checked it already; the same predicate checks it here, so no
-    -- writer can mark an order paid from an answer that does not match)
-    verified AS (
+    -- writer can mark an order paid from an answer that does not match):
+    -- once per row (materialized), on the jsonb as it is
+    verified AS MATERIALIZED (
         SELECT i.*,
-               CASE WHEN i.state <> 'done' THEN NULL
-                    WHEN i.payment IS NULL THEN 'a done outcome without its Payment'
-                    ELSE NULLIF(pg_catalog.regexp_replace(
-                                    toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid),
-                                    '^unverified: ', ''), 'approved') END AS why,
-               -- a failure's Payment (ABORTED) counts only if it is this order's
-               i.state = 'failed' AND i.payment IS NOT NULL
-               AND toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) = 'failed' AS failure_verified
+               CASE WHEN i.payment IS NOT NULL AND i.state = ANY (ARRAY['done', 'failed'])
+                    THEN toss_billing._verify_payment(i.payment, p.order_id, p.amount, bk.mid) END AS verdict
           FROM input i
           LEFT JOIN toss_billing.attempts a ON a.id = i.attempt_id
           LEFT JOIN toss_billing.payments p ON p.id = a.payment_id
           LEFT JOIN toss_billing.billing_keys bk ON bk.id = a.billing_key_id),
+    checked AS (
+        SELECT v.*,
+               CASE WHEN v.state <> 'done' THEN NULL
+                    WHEN v.payment IS NULL THEN 'a done outcome without its Payment'
+                    ELSE NULLIF(pg_catalog.regexp_replace(v.verdict, '^unverified: ', ''), 'approved') END AS why,
+               -- a failure's Payment (ABORTED) counts only if it is this order's
+               v.state = 'failed' AND v.payment IS NOT NULL AND v.verdict = 'failed' AS failure_verified
+          FROM verified v),
     given AS (
         SELECT v.attempt_id,
                CASE WHEN v.why IS NULL THEN v.state ELSE 'unknown' END AS state,
@@ -376,7 +380,7 @@ BEGIN
                     WHEN v.failure_verified THEN v.payment END AS payment,
                COALESCE(v.why, v.hold) AS hold,
                v.reuse_refused
-          FROM verified v),
+          FROM checked v),
     still_open AS (
         SELECT a.id, a.state
           FROM toss_billing.attempts a
@@ -436,8 +440,9 @@ BEGIN
                                     o.from_state, o.attempt_state, o.failure_class, o.failure_code,
                                     o.failure_message, o.billing_key_id, o.reuse_refused)::toss_billing._outcome
                                 ORDER BY o.id),
-           pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL)
-      INTO v_outcomes, v_subscriptions
+           pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL),
+           pg_catalog.array_agg(DISTINCT o.attempt_state)
+      INTO v_outcomes, v_subscriptions, v_states
       FROM orders_recorded o;
 
     IF v_outcomes IS NULL THEN
@@ -489,10 +494,18 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- each settles the outcomes of one state: called only when there are
+    -- any (a batch is usually all paid)
     IF v_subscriptions IS NOT NULL THEN
-        PERFORM toss_billing._settle_paid(v_outcomes);
-        PERFORM toss_billing._settle_failed(v_outcomes);
-        PERFORM toss_billing._settle_unknown(v_outcomes);
+        IF 'done' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_paid(v_outcomes);
+        END IF;
+        IF 'failed' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_failed(v_outcomes);
+        END IF;
+        IF 'unknown' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_unknown(v_outcomes);
+        END IF;
     END IF;
     -- the invoices the orders pay follow them
     PERFORM toss_billing._settle_invoices(v_outcomes);

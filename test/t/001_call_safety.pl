@@ -1,10 +1,13 @@
 # A charge is never lost to what happens to the caller: cancel,
-# statement_timeout, a killed worker, a crashed server, no free worker slot.
+# statement_timeout, a killed engine worker, a crashed server; and a call
+# the engine cannot take (a full queue, no worker slot at all) fails only
+# where a bound says so, before anything is recorded or sent.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use HTTP::Tiny;
 use Time::HiRes qw(time sleep);
 use TossTest;
 
@@ -83,7 +86,7 @@ $node->poll_query_until('postgres',
 	"SELECT state = 'in_flight' FROM toss_billing.payments WHERE order_id = 'order-killed-1'")
   or die 'attempt not recorded';
 $node->safe_psql('postgres',
-	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'toss_billing worker'");
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'toss_billing engine'");
 $stderr = bg_run($bg, 'SELECT 1');
 like($stderr, qr/the toss_billing worker exited without a result/, 'caller told the worker died');
 is(ledger('order-killed-1'), 'in_flight', 'a killed call stays in_flight in the ledger');
@@ -104,16 +107,73 @@ eval { $bg2->quit };
 $node->start;
 is(ledger('order-crash-1'), 'in_flight', 'after a crash the attempt is still in the ledger');
 
-# No free worker slot: a clear error before anything is recorded or sent.
-$node->append_conf('postgresql.conf', "max_worker_processes = 2\n");
+sub requests_sent
+{
+	return scalar @{ emu_get('/__emulator/requests?limit=10000') };
+}
+
+# A full queue: the calls beyond it wait; with toss_billing.queue_timeout a
+# call that could not get in fails with 53000, and one that waited past its
+# statement_timeout is canceled (57014) -- both before anything is recorded
+# or sent.
+$node->append_conf('postgresql.conf', "toss_billing.queue_depth = 16\n");
 $node->restart;
-my $before = scalar @{ emu_get('/__emulator/requests?limit=1000') };
-my ($rc, $out, $err) = $node->psql('postgres',
-	"SELECT toss_billing.toss_charge('cust-safety', 4900, 'no slot', 'order-noslot-1')");
-like($err, qr/could not start a toss_billing worker/, 'no worker slot: clear error');
+emu_post('/__emulator/faults',
+	{ match => { method => 'POST', orderIdPrefix => 'order-fill-' }, fault => { hang => JSON::PP::true } });
+my @fill;
+for my $i (1 .. 16)
+{
+	my $f = $node->background_psql('postgres', on_error_stop => 0);
+	$f->query_until(qr/started/, qq(\\echo started
+SET toss_billing.timeout = '4s';
+SELECT status FROM toss_billing.toss_charge('cust-safety', 4900, 'fill', 'order-fill-$i');
+));
+	push @fill, $f;
+}
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 16 FROM toss_billing.payments WHERE order_id LIKE 'order-fill-%' AND state = 'in_flight'")
+  or die 'the queue did not fill';
+is($node->safe_psql('postgres', "SELECT sum(running) FROM toss_billing.engine_queue"), '16',
+	'engine_queue shows the 16 calls running');
+my $before = requests_sent();
+$t0 = time;
+my ($rc, $out, $err) = $node->psql('postgres', q(SET toss_billing.queue_timeout = '300ms';
+SELECT toss_billing.toss_charge('cust-safety', 4900, 'full', 'order-full-1')));
+my $full_s = time - $t0;
+like($err, qr/did not take the call within toss_billing\.queue_timeout/, 'full queue with a bound: clear error');
+like($err, qr/Nothing was recorded or sent to Toss/, 'full queue: says nothing happened');
+cmp_ok($full_s, '<', 1.5, sprintf('the bound of 0.3 s returned after %.3f s', $full_s));
+($rc, $out, $err) = $node->psql('postgres', q(SET statement_timeout = '300ms';
+SELECT toss_billing.toss_charge('cust-safety', 4900, 'full', 'order-full-2')));
+like($err, qr/canceling statement due to statement timeout/, 'full queue without a bound: statement_timeout ends the wait');
+is(ledger('order-full-1') . ledger('order-full-2'), '', 'full queue: nothing recorded');
+is(requests_sent(), $before, 'full queue: nothing sent');
+# the filling calls end (their requests time out: TB006, to be looked up)
+for my $f (@fill)
+{
+	$f->{timeout}->start(60);
+	$f->{run}->pump until $f->{stderr} =~ /TB006|outcome of the charge/ || $f->{timeout}->is_expired;
+	$f->quit;
+}
+HTTP::Tiny->new->request('DELETE', "$url/__emulator/faults");
+is($node->safe_psql('postgres', "SELECT status FROM toss_billing.toss_charge('cust-safety', 4900, 'after', 'order-after-full')"),
+	'DONE', 'once the queue has room, calls go through');
+
+# No worker slot at all (pg_cron's launcher holds the only one): calls wait
+# for an engine worker; the bound ends the wait with a clear error, nothing
+# recorded or sent, and the server log says why.
+$node->append_conf('postgresql.conf', "max_worker_processes = 1\n");
+$node->restart;
+$before = requests_sent();
+my $log_offset = -s $node->logfile;
+($rc, $out, $err) = $node->psql('postgres', q(SET toss_billing.queue_timeout = '1s';
+SELECT toss_billing.toss_charge('cust-safety', 4900, 'no slot', 'order-noslot-1')));
+like($err, qr/did not take the call within toss_billing\.queue_timeout/, 'no worker slot: clear error');
 like($err, qr/Nothing was recorded or sent to Toss/, 'no worker slot: says nothing happened');
 is(ledger('order-noslot-1'), '', 'no worker slot: nothing recorded');
-is(scalar @{ emu_get('/__emulator/requests?limit=1000') }, $before, 'no worker slot: nothing sent');
+is(requests_sent(), $before, 'no worker slot: nothing sent');
+like(slurp_file($node->logfile, $log_offset), qr/no free background worker slot for an engine worker/,
+	'no worker slot: logged');
 
 $node->stop;
 $emulator->kill_kill;
