@@ -16,6 +16,21 @@ SET IntervalStyle = 'postgres';
 \i :helpers
 \set ECHO all
 
+-- the DETAIL of a refused call (requirement ids written as #)
+CREATE FUNCTION pg_temp.err_detail(statement text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_detail text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || regexp_replace(v_detail, 'requirement [0-9]+', 'requirement #', 'g');
+END;
+$$;
+
 SELECT id AS monthly FROM toss_billing.create_plan('월간 뉴스레터', 5900) \gset
 SELECT id AS yearly FROM toss_billing.create_plan('연간 뉴스레터', 59000, 'year') \gset
 SELECT count(*) FROM (SELECT pg_temp.customer(k) FROM unnest(ARRAY['cs-year', 'cs-keep', 'cs-cancel', 'cs-back',
@@ -43,8 +58,13 @@ SELECT count(*) FROM toss_billing._claim_due(0);
 SELECT * FROM pg_temp.sub_events(:y);
 SELECT pg_temp.requirement(:y) AS ry \gset
 -- what does not count: 31 days before; evidence naming other amounts.  What
--- is refused: a time in the future, evidence that is not an object, bad channels, NULLs
-SELECT counts, why_not FROM toss_billing.record_consent(:y, :ry, '2024-12-10 11:59+09', 'web', '{}');
+-- is refused: a time before the requirement was made (2025-01-10 12:00: the
+-- customer cannot have been told of the change), a time in the future,
+-- evidence that is not an object, bad channels, NULLs
+SELECT required_at FROM toss_billing.consent_requirements WHERE id = :ry;
+SELECT counts, why_not FROM toss_billing.record_consent(:y, :ry, '2025-12-10 11:59+09', 'web', '{}');
+SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, ''2025-01-10 11:59+09'', ''web'', ''{}'')', :y, :ry));
+SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, ''2024-12-10 11:59+09'', ''web'', ''{}'')', :y, :ry));
 SELECT counts, why_not FROM toss_billing.record_consent(:y, :ry, toss_billing.now(), 'web', '{"new_amount": 65000}');
 SELECT status FROM toss_billing.consent_requirements WHERE id = :ry;
 SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, now() + interval ''1 year'', ''web'', ''{}'')', :y, :ry));
@@ -52,12 +72,33 @@ SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, toss_billi
 SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, toss_billing.now(), '''', ''{}'')', :y, :ry));
 SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, ''infinity'', ''web'', ''{}'')', :y, :ry));
 SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, toss_billing.now(), ''web'', NULL)', :y, :ry));
--- ... and what counts: within the 30 days, for these amounts
-SELECT counts, why_not, old_amount, new_amount, effective_at, recorded_by = session_user AS by_session_user
-  FROM toss_billing.record_consent(:y, :ry, toss_billing.now(), 'kakao', '{"template": "price-up", "old_amount": 59000, "new_amount": 69000}');
+-- ... and what counts: within the 30 days (here 10 days before), for these amounts
+SELECT counts, why_not, consented_at, old_amount, new_amount, effective_at, recorded_by = session_user AS by_session_user
+  FROM toss_billing.record_consent(:y, :ry, '2025-12-31 12:00+09', 'kakao', '{"template": "price-up", "old_amount": 59000, "new_amount": 69000}');
 SELECT toss_billing.advance_clock('7 days');
 SELECT * FROM pg_temp.run('done');
 SELECT * FROM pg_temp.sub_events(:y);
+
+-- a change made late, 5 days before it takes effect: the 30-day window
+-- opened before the requirement existed, but a consent dated before the
+-- requirement (here 20 days before the effective date) cannot be to it and
+-- is refused; one given once the customer was told counts
+SELECT pg_temp.customer('cs-late');
+SELECT toss_billing.freeze_clock('2025-02-01 09:00+09');
+SELECT id AS l FROM toss_billing.create_subscription('cs-late', :monthly) \gset
+SELECT * FROM pg_temp.run('done');
+SELECT toss_billing.advance_clock('23 days');
+SELECT pending_amount_period FROM toss_billing.change_price(:l, 6900);
+SELECT reason, old_amount, new_amount, effective_at, required_at, noticed_at, status
+  FROM toss_billing.consent_requirements WHERE subscription_id = :l;
+SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, ''2025-02-09 09:00+09'', ''web'', ''{}'')',
+                          :l, pg_temp.requirement(:l)));
+SELECT pg_temp.err_detail(format('SELECT toss_billing.record_consent(%s, %s, ''2025-02-09 09:00+09'', ''web'', ''{}'')',
+                                 :l, pg_temp.requirement(:l)));
+SELECT count(*) AS consents FROM toss_billing.consents WHERE subscription_id = :l;
+SELECT counts, why_not, consented_at FROM toss_billing.record_consent(:l, pg_temp.requirement(:l), toss_billing.now(), 'web', '{}');
+SELECT status FROM toss_billing.consent_requirements WHERE subscription_id = :l;
+SELECT status FROM toss_billing.cancel_subscription(:l, false);
 
 -- keep_old_amount (the default): without consent the previous amount is
 -- charged, the increase taken off by a consent_adjustment line; the next

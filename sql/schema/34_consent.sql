@@ -90,7 +90,8 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.consent_requirements_id
 --   effective_at, old_amount, new_amount  what the requirement said then
 --   counts         within the 30 days before effective_at (and not after
 --                  it), and for the requirement's amounts (evidence that
---                  names old_amount / new_amount must name these)
+--                  names old_amount / new_amount must name these); never
+--                  before the requirement was made (refused)
 --   why_not        why it does not count
 --   recorded_by    the session user that recorded it
 CREATE TABLE toss_billing.consents (
@@ -361,8 +362,11 @@ $$;
 -- Records a customer's consent to a requirement, with its proof.  It is
 -- kept whatever it says; it counts (the increase may then be charged) only
 -- if consented_at is within the 30 days before the requirement's effective
--- date and the evidence names no other amounts.  A requirement that was
--- superseded or withdrawn takes no consent.  Returns the consent.
+-- date and the evidence names no other amounts.  A consented_at before the
+-- requirement was made (required_at: the customer cannot have been told of
+-- the change yet) is refused (22023), as is one in the future.  A
+-- requirement that was superseded or withdrawn takes no consent.  Returns
+-- the consent.
 CREATE OR REPLACE FUNCTION toss_billing.record_consent(
     subscription_id bigint,
     requirement bigint,
@@ -406,6 +410,16 @@ BEGIN
     IF record_consent.consented_at > v_now THEN
         RAISE EXCEPTION 'consented_at is in the future' USING ERRCODE = '22023',
             DETAIL = pg_catalog.format('It is %s; the subscription''s clock says %s.', record_consent.consented_at, v_now);
+    END IF;
+    -- a consent is to a change the customer was told of: not before the
+    -- requirement existed (the app learns of it from then on, the
+    -- consent_required event follows)
+    IF record_consent.consented_at < r.required_at THEN
+        RAISE EXCEPTION 'consented_at is before consent requirement % was made', r.id USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('It is %s; the requirement (the change from %s to %s KRW on %s) was made at %s, and a consent given before the customer could be told of the change is not a consent to it.',
+                                       record_consent.consented_at, r.old_amount, r.new_amount, r.effective_at,
+                                       r.required_at),
+            HINT = 'Record the time the customer consented after being shown the change.';
     END IF;
     IF record_consent.channel = '' OR pg_catalog.char_length(record_consent.channel) > 50
        OR record_consent.channel ~ '[\x01-\x1f\x7f]' THEN
