@@ -164,6 +164,73 @@ SELECT * FROM pg_temp.run('done') WHERE customer_key = 'cs-off';
 SELECT consent_rule FROM toss_billing.set_invoice_policy(consent_rule => 'enforce');
 SELECT pg_temp.err('SELECT toss_billing.set_invoice_policy(consent_rule => ''sometimes'')');
 
+-- seats change after a price increase was announced: the requirement is
+-- restated at the quantity the invoice will charge (superseded by one with
+-- the amounts at the new quantity, restated_from the first), so the
+-- evidence check compares what the customer is shown now; a consent that
+-- counted still counts after the customer changes the seats; the seats
+-- themselves never make a requirement.  (On a test clock of its own: the
+-- others' subscriptions are not due meanwhile.)
+SELECT toss_billing.create_test_clock('2025-08-01 10:00+09') AS seat_clock \gset
+SELECT count(*) FROM (SELECT pg_temp.customer(k) FROM unnest(ARRAY['cs-seats', 'cs-seats-coupon']) k) x;
+SELECT id AS q FROM toss_billing.create_subscription('cs-seats', :monthly, anchor => '2025-08-01 10:00+09',
+                                                     test_clock_id => :seat_clock) \gset
+SELECT * FROM pg_temp.run('done');
+SELECT toss_billing.advance_test_clock(:seat_clock, '10 days');
+SELECT pending_amount_period FROM toss_billing.change_price(:q, 7900);
+SELECT quantity FROM toss_billing.set_quantity(:q, 3);
+SELECT quantity, old_amount, new_amount, status, restated_from IS NOT NULL AS restated, required_at
+  FROM toss_billing.consent_requirements WHERE subscription_id = :q ORDER BY id;
+SELECT occurred_at, type, reason, detail->>'quantity' AS quantity, detail->>'old_amount' AS old_amount,
+       detail->>'new_amount' AS new_amount
+  FROM toss_billing.events WHERE subscription_id = :q AND type = 'consent_required' ORDER BY id;
+-- the customer is shown the amounts at 3 seats, and consents: it counts
+SELECT counts, why_not, old_amount, new_amount
+  FROM toss_billing.record_consent(:q, pg_temp.requirement(:q), toss_billing.subscription_now(:q), 'web',
+                                   '{"old_amount": 17700, "new_amount": 23700}');
+-- the first statement takes no consent any more
+SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, toss_billing.subscription_now(%s), ''web'', ''{}'')',
+                          :q, (SELECT min(id) FROM toss_billing.consent_requirements WHERE subscription_id = :q), :q));
+SELECT pg_temp.err_detail(format('SELECT toss_billing.record_consent(%s, %s, toss_billing.subscription_now(%s), ''web'', ''{}'')',
+                                 :q, (SELECT min(id) FROM toss_billing.consent_requirements WHERE subscription_id = :q), :q));
+-- down to 2 seats from the next period: restated again, still consented (no new notice)
+SELECT pending_quantity FROM toss_billing.set_quantity(:q, 2);
+SELECT quantity, old_amount, new_amount, status, restated_from = (SELECT min(id) FROM toss_billing.consent_requirements
+                                                                    WHERE subscription_id = :q) AS restates_the_first
+  FROM toss_billing.consent_requirements WHERE subscription_id = :q ORDER BY id;
+SELECT count(*) AS consent_required_events FROM toss_billing.events WHERE subscription_id = :q AND type = 'consent_required';
+SELECT period_number, recurring_amount, consent, consent_requirement_id = pg_temp.requirement(:q) AS its_requirement
+  FROM toss_billing.preview_invoice(:q);
+-- Sep 1: 2 seats at 7,900 = 15,800, consented (and the proration of the
+-- third seat's 21 days); the auditor sees one price change at the
+-- quantity charged, with the consent given at 3 seats
+SELECT toss_billing.advance_test_clock(:seat_clock, '21 days');
+SELECT * FROM pg_temp.run('done');
+SELECT * FROM pg_temp.invoices(:q);
+SELECT * FROM pg_temp.lines(:q, 2);
+SELECT quantity, old_amount, new_amount, status, invoice_status, charged_recurring_amount, channel, evidence,
+       consents_not_counted, restated_from IS NOT NULL AS restated
+  FROM toss_billing.price_increases WHERE subscription_id = :q ORDER BY requirement_id;
+
+-- a seat increase alone makes no requirement; a price change that is an
+-- increase only at 3 seats (a fixed coupon's 5,000 off: 3 x 7,900 - 5,000
+-- = 18,700 > 17,700, but 7,900 - 5,000 = 2,900 < 5,900) is withdrawn when
+-- the customer goes down to 1 seat
+SELECT code FROM toss_billing.create_coupon('SEAT5000', amount_off => 5000, duration => 'forever');
+SELECT id AS qc FROM toss_billing.create_subscription('cs-seats-coupon', :monthly, anchor => '2025-09-01 10:00+09',
+                                                      test_clock_id => :seat_clock) \gset
+SELECT quantity FROM toss_billing.set_quantity(:qc, 3);
+SELECT * FROM pg_temp.run('done');
+SELECT quantity FROM toss_billing.set_quantity(:qc, 4, proration => 'none');
+SELECT quantity FROM toss_billing.set_quantity(:qc, 3, proration => 'none');
+SELECT count(*) AS requirements FROM toss_billing.consent_requirements WHERE subscription_id = :qc;
+SELECT status FROM toss_billing.apply_coupon(:qc, 'SEAT5000');
+SELECT pending_amount FROM toss_billing.change_price(:qc, 7900);
+SELECT pending_quantity FROM toss_billing.set_quantity(:qc, 1);
+SELECT reason, quantity, old_amount, new_amount, status FROM toss_billing.consent_requirements
+ WHERE subscription_id = :qc ORDER BY id;
+SELECT count(*) FROM (SELECT toss_billing.cancel_subscription(x, false) FROM unnest(ARRAY[:q, :qc]) x) c;
+
 -- the auditor's view: every increase, whatever became of it, with evidence
 SELECT customer_key, reason, old_amount, new_amount, status, fallback, channel, evidence, consents_not_counted IS NOT NULL AS had_others,
        invoice_status, charged_recurring_amount
