@@ -44,6 +44,10 @@ SELECT a.attempt_number, a.state, a.http_status, a.order_id = p.order_id AS same
 -- a trial on its own test clock: nothing is due until the trial ends
 SELECT toss_billing.create_test_clock('2024-02-20 09:30+09') AS trial_clock \gset
 SELECT id AS trialing FROM toss_billing.create_subscription('yr-trial', :trial, NULL, test_clock_id => :trial_clock) \gset
+-- (0.5.0: a trial converts to paid only with the customer's consent,
+-- 전자상거래법 제13조 제6항; here given at sign-up, within the 30 days before)
+SELECT (toss_billing.record_consent(:trialing, r.id, toss_billing.subscription_now(:trialing), 'signup', '{}')).counts
+  FROM toss_billing.consent_requirements r WHERE r.subscription_id = :trialing;
 SELECT * FROM pg_temp.run('done');
 SELECT toss_billing.advance_test_clock(:trial_clock, '14 days');
 SELECT * FROM pg_temp.run('done');
@@ -59,6 +63,9 @@ SELECT * FROM pg_temp.subs('yr-monthly');
 -- Mar 10: upgrade from the next period on
 SELECT toss_billing.advance_clock('10 days');
 SELECT pending_plan_period FROM toss_billing.change_plan(:monthly, :premium);
+-- (0.5.0: a dearer plan needs the customer's consent; their upgrade is it)
+SELECT (toss_billing.record_consent(:monthly, r.id, toss_billing.now(), 'upgrade', '{}')).counts
+  FROM toss_billing.consent_requirements r WHERE r.subscription_id = :monthly;
 SELECT toss_billing.advance_clock('21 days');
 SELECT * FROM pg_temp.run('done');
 SELECT * FROM pg_temp.subs('yr-monthly');

@@ -39,6 +39,9 @@ SELECT * FROM pg_temp.run('done');
 SELECT id AS declined FROM toss_billing.create_subscription('bk-one', :plan) \gset
 SELECT * FROM pg_temp.run('declined');
 SELECT id AS trialing FROM toss_billing.create_subscription('bk-one', :trial_plan) \gset
+-- (0.5.0: the trial converts to paid only with the customer's consent)
+SELECT (toss_billing.record_consent(:trialing, r.id, toss_billing.now(), 'signup', '{}')).counts
+  FROM toss_billing.consent_requirements r WHERE r.subscription_id = :trialing;
 SELECT status FROM toss_billing.pause_subscription((toss_billing.create_subscription('bk-one', :plan)).id);
 SELECT status FROM toss_billing.cancel_subscription((toss_billing.create_subscription('bk-one', :plan)).id, false);
 SELECT * FROM pg_temp.subs('bk-one');

@@ -99,6 +99,17 @@ SELECT count(*) AS subscriptions FROM (
     SELECT toss_billing.create_subscription(k, p, test_clock_id => :clock)
       FROM (VALUES ('rp-alice', :basic), ('rp-bob', :basic), ('rp-carol', :annual), ('rp-dave', :weekly),
                    ('rp-erin', :trial), ('rp-frank', :basic), ('rp-hank', :basic)) v(k, p)) s;
+-- a price increase is charged only with the customer's consent (34_consent,
+-- 전자상거래법 §13⑥): a customer's consent to it, recorded as she gives it
+CREATE FUNCTION pg_temp.consent(customer_key text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT c.counts
+      FROM toss_billing.consent_requirements r,
+           toss_billing.record_consent(r.subscription_id, r.id, toss_billing.now(), 'web',
+                                       jsonb_build_object('old_amount', r.old_amount, 'new_amount', r.new_amount)) c
+     WHERE r.subscription_id = pg_temp.sub(customer_key) AND r.status = 'pending';
+$$;
+-- erin agrees to pay 9900 a month after her trial when she subscribes
+SELECT pg_temp.consent('rp-erin') AS erin_consents;
 
 -- ---------------------------------------------------------------- the month
 
@@ -121,6 +132,7 @@ SELECT pg_temp.refund(:'dave_0308', 500, '부분 환불', '2024-03-09 10:00+09')
 -- 10 March: alice moves to Pro from her next period
 SELECT pg_temp.at('2024-03-10 10:00+09') IS NOT NULL AS moved;
 SELECT pending_plan_period FROM toss_billing.change_plan(pg_temp.sub('rp-alice'), :pro);
+SELECT pg_temp.consent('rp-alice') AS alice_consents;
 -- 12 March 08:30 KST (11 March in UTC): alice buys a one-off item
 SELECT pg_temp.at('2024-03-12 08:30+09') IS NOT NULL AS moved;
 SELECT pg_temp.charged('rp-alice', 'rp-oneoff-alice', 5000, '2024-03-12 08:29:59+09') > 0 AS charged;
@@ -236,7 +248,8 @@ SELECT kind, status, checked, recovered, discrepancies, window_from, window_to, 
 SELECT customer_key, plan_name, status, paid_through, next_charge_at, next_amount, amount_due, failed_attempts,
        card_usable, status_reason
   FROM toss_billing.subscription_info ORDER BY id;
--- _next_amount: the open period's order, else the plan of that period
+-- _next_amount: what the period's invoice charges (as finalised, else as
+-- it would be finalised now)
 SELECT toss_billing._next_amount(pg_temp.sub('rp-alice')) AS alice_next,
        toss_billing._next_amount(pg_temp.sub('rp-gina')) AS gina_owed_order,
        toss_billing._next_amount(pg_temp.sub('rp-dave'), 9) AS dave_later;

@@ -16,7 +16,8 @@ CREATE TABLE toss_billing.plans (
     interval_count integer NOT NULL DEFAULT 1 CHECK (interval_count OPERATOR(pg_catalog.>=) 1),
     trial_days     integer NOT NULL DEFAULT 0 CHECK (trial_days OPERATOR(pg_catalog.>=) 0),
     active         boolean NOT NULL DEFAULT true,
-    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tax_free       boolean NOT NULL DEFAULT false
 );
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans_id_seq', '');
@@ -26,7 +27,10 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans_id_seq', '');
 -- it on to the following period, so current_period_start is also the time
 -- the subscription is paid through.  Periods are computed from
 -- billing_anchor, which is period anchor_period (re-based on a plan change
--- to another interval and on resume).
+-- to another interval and on resume).  quantity: the seats the plan's price
+-- is multiplied by (set_quantity); pending_quantity / pending_amount (a new
+-- price override, change_price) take effect from their period on, like
+-- pending_plan_id.
 CREATE TABLE toss_billing.subscriptions (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id          bigint NOT NULL REFERENCES toss_billing.customers (id),
@@ -54,11 +58,18 @@ CREATE TABLE toss_billing.subscriptions (
     metadata             jsonb,
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    quantity             integer NOT NULL DEFAULT 1 CHECK (quantity OPERATOR(pg_catalog.>=) 1),
+    pending_quantity     integer CHECK (pending_quantity OPERATOR(pg_catalog.>=) 1),
+    pending_quantity_period integer,
+    pending_amount       bigint CHECK (pending_amount OPERATOR(pg_catalog.>=) 100),
+    pending_amount_period integer,
     CHECK (current_period_end OPERATOR(pg_catalog.>) current_period_start),
     CHECK ((pending_plan_id IS NULL AND pending_plan_period IS NULL)
            OR (pending_plan_id IS NOT NULL AND pending_plan_period IS NOT NULL)),
     CHECK (NOT cancel_at_period_end OR cancel_at IS NOT NULL),
-    CHECK (status OPERATOR(pg_catalog.<>) 'canceled' OR canceled_at IS NOT NULL)
+    CHECK (status OPERATOR(pg_catalog.<>) 'canceled' OR canceled_at IS NOT NULL),
+    CONSTRAINT subscriptions_pending_quantity_pair CHECK ((pending_quantity IS NULL) OPERATOR(pg_catalog.=) (pending_quantity_period IS NULL)),
+    CONSTRAINT subscriptions_pending_amount_pair CHECK ((pending_amount IS NULL) OPERATOR(pg_catalog.=) (pending_amount_period IS NULL))
 );
 CREATE INDEX subscriptions_customer ON toss_billing.subscriptions (customer_id);
 -- (next_charge_at, id) is exactly the claim order, so a claim reads only the
@@ -76,13 +87,16 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.subscriptions_id_seq', 
 
 -- @code
 
--- Creates a plan: what a subscription on it is charged, and how often.
+-- Creates a plan: what a subscription on it is charged (amount per seat),
+-- and how often; tax_free: its plan lines are tax-free (면세), part of the
+-- taxFreeAmount sent to Toss.
 CREATE OR REPLACE FUNCTION toss_billing.create_plan(
     name text,
     amount bigint,
     interval_unit text DEFAULT 'month',
     interval_count integer DEFAULT 1,
-    trial_days integer DEFAULT 0)
+    trial_days integer DEFAULT 0,
+    tax_free boolean DEFAULT false)
 RETURNS toss_billing.plans
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -91,7 +105,7 @@ DECLARE
     v_plan toss_billing.plans;
 BEGIN
     IF create_plan.name IS NULL OR create_plan.amount IS NULL OR create_plan.interval_unit IS NULL
-       OR create_plan.interval_count IS NULL OR create_plan.trial_days IS NULL THEN
+       OR create_plan.interval_count IS NULL OR create_plan.trial_days IS NULL OR create_plan.tax_free IS NULL THEN
         RAISE EXCEPTION 'plan arguments must not be null' USING ERRCODE = '22004';
     END IF;
     IF create_plan.name = '' THEN
@@ -122,9 +136,9 @@ BEGIN
         RAISE EXCEPTION 'trial_days must be between 0 and 3650' USING ERRCODE = '22023',
             DETAIL = pg_catalog.format('The trial is %s days.', create_plan.trial_days);
     END IF;
-    INSERT INTO toss_billing.plans (name, amount, interval_unit, interval_count, trial_days)
+    INSERT INTO toss_billing.plans (name, amount, interval_unit, interval_count, trial_days, tax_free)
     VALUES (create_plan.name, create_plan.amount, create_plan.interval_unit, create_plan.interval_count,
-            create_plan.trial_days)
+            create_plan.trial_days, create_plan.tax_free)
     RETURNING * INTO v_plan;
     RETURN v_plan;
 END;
@@ -288,14 +302,32 @@ BEGIN
                                 pg_catalog.jsonb_build_object('plan_id', v_sub.plan_id, 'period_number', v_sub.period_number,
                                                               'next_charge_at', v_sub.next_charge_at,
                                                               'trial_end', v_sub.trial_end));
+    -- a trial converts to paid: the consent rule's first requirement
+    PERFORM toss_billing._review_consent(v_sub.id);
     RETURN v_sub;
 END;
 $$;
 
--- Changes the plan from the next period on: the open period if it has not
--- started yet (e.g. during a trial or once the current period is paid),
--- else the one after it.  Choosing the current plan withdraws a pending change.
-CREATE OR REPLACE FUNCTION toss_billing.change_plan(subscription_id bigint, plan_id bigint)
+-- The period a change "from the next period on" takes effect in: the open
+-- period if it has not started yet (e.g. during a trial or once the current
+-- period is paid), else the one after it.
+CREATE OR REPLACE FUNCTION toss_billing._change_period(sub toss_billing.subscriptions, now_at timestamptz)
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN ($1).current_period_start OPERATOR(pg_catalog.>) $2 THEN ($1).period_number
+                ELSE ($1).period_number OPERATOR(pg_catalog.+) 1 END;
+$$;
+
+-- Changes the plan.  proration NULL (the default, as in 0.4.0): from the
+-- next period on (see _change_period); choosing the current plan withdraws
+-- a pending change.  proration 'immediate', 'next_period' or 'none': now,
+-- within the current period (same interval only): the unused time of the
+-- old plan is credited and the remaining time of the new one charged, at
+-- once on an invoice of its own (immediate), on the next invoice
+-- (next_period), or not at all (none).  See 32_invoices (_change_now).
+CREATE OR REPLACE FUNCTION toss_billing.change_plan(subscription_id bigint, plan_id bigint, proration text DEFAULT NULL)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -305,9 +337,15 @@ DECLARE
     v_plan toss_billing.plans;
     v_now timestamptz := toss_billing.subscription_now(v_sub.id);
     v_period integer;
+    v_from bigint := v_sub.plan_id;
+    v_invoice bigint;
 BEGIN
     IF change_plan.plan_id IS NULL THEN
         RAISE EXCEPTION 'plan_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF change_plan.proration <> ALL (ARRAY['immediate', 'next_period', 'none']) THEN
+        RAISE EXCEPTION 'proration "%" is not valid', change_plan.proration USING ERRCODE = '22023',
+            DETAIL = 'proration is immediate, next_period or none (a change now), or NULL (from the next period on).';
     END IF;
     IF v_sub.status = 'canceled' THEN
         RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000';
@@ -325,6 +363,7 @@ BEGIN
             PERFORM toss_billing._event(v_sub.id, 'plan_change_scheduled', v_sub.status, v_sub.status,
                                         'pending plan change withdrawn', v_now,
                                         pg_catalog.jsonb_build_object('to_plan_id', v_plan.id));
+            PERFORM toss_billing._review_consent(v_sub.id);
         END IF;
         RETURN v_sub;
     END IF;
@@ -332,7 +371,18 @@ BEGIN
         RAISE EXCEPTION 'plan % is archived', v_plan.id USING ERRCODE = '55000',
             DETAIL = 'An archived plan takes no new subscriptions.';
     END IF;
-    v_period := CASE WHEN v_sub.current_period_start > v_now THEN v_sub.period_number ELSE v_sub.period_number + 1 END;
+    IF change_plan.proration IS NOT NULL THEN
+        v_invoice := toss_billing._change_now(v_sub, v_plan.id, v_sub.quantity, change_plan.proration);
+        SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_sub.id;
+        PERFORM toss_billing._event(v_sub.id, 'plan_changed', v_sub.status, v_sub.status,
+                                    'plan changed now (proration ' || change_plan.proration || ')', v_now,
+                                    pg_catalog.jsonb_build_object('from_plan_id', v_from, 'to_plan_id', v_plan.id,
+                                                                  'proration', change_plan.proration,
+                                                                  'invoice_id', v_invoice));
+        PERFORM toss_billing._review_consent(v_sub.id);
+        RETURN v_sub;
+    END IF;
+    v_period := toss_billing._change_period(v_sub, v_now);
     UPDATE toss_billing.subscriptions s
        SET pending_plan_id = v_plan.id, pending_plan_period = v_period, updated_at = pg_catalog.now()
      WHERE s.id = v_sub.id
@@ -341,6 +391,130 @@ BEGIN
                                 'plan change scheduled for the next period', v_now,
                                 pg_catalog.jsonb_build_object('from_plan_id', v_sub.plan_id, 'to_plan_id', v_plan.id,
                                                               'period_number', v_period));
+    PERFORM toss_billing._review_consent(v_sub.id);
+    RETURN v_sub;
+END;
+$$;
+
+-- Changes the quantity (seats) the plan's price is multiplied by.
+-- proration as for change_plan; NULL (the default) means: an increase now,
+-- prorated on the next invoice (next_period); a decrease from the next
+-- period on.  The same quantity withdraws a pending change.  A quantity is
+-- the customer's own choice: it never needs the consent of the price rule.
+CREATE OR REPLACE FUNCTION toss_billing.set_quantity(subscription_id bigint, quantity integer, proration text DEFAULT NULL)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(set_quantity.subscription_id);
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_mode text;
+    v_period integer;
+    v_from integer := v_sub.quantity;
+    v_invoice bigint;
+BEGIN
+    IF set_quantity.quantity IS NULL THEN
+        RAISE EXCEPTION 'quantity must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF set_quantity.quantity NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+    END IF;
+    IF set_quantity.proration <> ALL (ARRAY['immediate', 'next_period', 'none']) THEN
+        RAISE EXCEPTION 'proration "%" is not valid', set_quantity.proration USING ERRCODE = '22023',
+            DETAIL = 'proration is immediate, next_period or none (a change now), or NULL (the default rule).';
+    END IF;
+    IF v_sub.status = 'canceled' THEN
+        RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000';
+    END IF;
+    IF set_quantity.quantity = v_sub.quantity THEN
+        IF v_sub.pending_quantity IS NOT NULL THEN
+            UPDATE toss_billing.subscriptions s
+               SET pending_quantity = NULL, pending_quantity_period = NULL, updated_at = pg_catalog.now()
+             WHERE s.id = v_sub.id
+            RETURNING * INTO v_sub;
+            PERFORM toss_billing._event(v_sub.id, 'quantity_change_scheduled', v_sub.status, v_sub.status,
+                                        'pending quantity change withdrawn', v_now,
+                                        pg_catalog.jsonb_build_object('quantity', v_sub.quantity));
+        END IF;
+        RETURN v_sub;
+    END IF;
+    v_mode := COALESCE(set_quantity.proration,
+                       CASE WHEN set_quantity.quantity > v_sub.quantity THEN 'next_period' END);
+    IF v_mode IS NOT NULL THEN
+        v_invoice := toss_billing._change_now(v_sub, v_sub.plan_id, set_quantity.quantity, v_mode);
+        SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_sub.id;
+        PERFORM toss_billing._event(v_sub.id, 'quantity_changed', v_sub.status, v_sub.status,
+                                    'quantity changed now (proration ' || v_mode || ')', v_now,
+                                    pg_catalog.jsonb_build_object('from_quantity', v_from, 'to_quantity', v_sub.quantity,
+                                                                  'proration', v_mode, 'invoice_id', v_invoice));
+        RETURN v_sub;
+    END IF;
+    v_period := toss_billing._change_period(v_sub, v_now);
+    UPDATE toss_billing.subscriptions s
+       SET pending_quantity = set_quantity.quantity, pending_quantity_period = v_period, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'quantity_change_scheduled', v_sub.status, v_sub.status,
+                                'quantity change scheduled for the next period', v_now,
+                                pg_catalog.jsonb_build_object('from_quantity', v_from, 'to_quantity', set_quantity.quantity,
+                                                              'period_number', v_period));
+    RETURN v_sub;
+END;
+$$;
+
+-- Changes a subscription's price (its per-seat amount, which overrides the
+-- plan's) from the first period that starts at or after effective_at
+-- (default: the next period, see _change_period).  An increase makes a
+-- consent requirement (34_consent).  Returns the subscription.
+CREATE OR REPLACE FUNCTION toss_billing.change_price(subscription_id bigint, amount bigint,
+                                                     effective_at timestamptz DEFAULT NULL)
+RETURNS toss_billing.subscriptions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions := toss_billing._lock_subscription(change_price.subscription_id);
+    v_now timestamptz := toss_billing.subscription_now(v_sub.id);
+    v_plan toss_billing.plans;
+    v_period integer;
+    v_start timestamptz;
+BEGIN
+    IF change_price.amount IS NULL THEN
+        RAISE EXCEPTION 'amount must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF change_price.amount < 100 THEN
+        RAISE EXCEPTION 'amount is below the minimum of 100 KRW' USING ERRCODE = '22023';
+    END IF;
+    IF NOT pg_catalog.isfinite(change_price.effective_at) THEN
+        RAISE EXCEPTION 'effective_at must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    IF change_price.effective_at > v_now + interval '10 years' THEN
+        RAISE EXCEPTION 'effective_at is more than 10 years away' USING ERRCODE = '22023';
+    END IF;
+    IF v_sub.status = 'canceled' THEN
+        RAISE EXCEPTION 'subscription % is canceled', v_sub.id USING ERRCODE = '55000';
+    END IF;
+    SELECT * INTO v_plan FROM toss_billing.plans p WHERE p.id = COALESCE(v_sub.pending_plan_id, v_sub.plan_id);
+    v_period := toss_billing._change_period(v_sub, v_now);
+    IF change_price.effective_at IS NOT NULL THEN
+        LOOP
+            v_start := CASE WHEN v_period = v_sub.period_number THEN v_sub.current_period_start
+                            WHEN v_period = v_sub.period_number + 1 THEN v_sub.current_period_end
+                            ELSE toss_billing.period_start(v_sub.billing_anchor, v_sub.time_zone, v_plan.interval_unit,
+                                                           v_plan.interval_count, v_period - v_sub.anchor_period) END;
+            EXIT WHEN v_start >= change_price.effective_at;
+            v_period := v_period + 1;
+        END LOOP;
+    END IF;
+    UPDATE toss_billing.subscriptions s
+       SET pending_amount = change_price.amount, pending_amount_period = v_period, updated_at = pg_catalog.now()
+     WHERE s.id = v_sub.id
+    RETURNING * INTO v_sub;
+    PERFORM toss_billing._event(v_sub.id, 'price_change_scheduled', v_sub.status, v_sub.status,
+                                'price change scheduled', v_now,
+                                pg_catalog.jsonb_build_object('amount', change_price.amount, 'period_number', v_period));
+    PERFORM toss_billing._review_consent(v_sub.id);
     RETURN v_sub;
 END;
 $$;
@@ -378,7 +552,8 @@ BEGIN
     END IF;
     UPDATE toss_billing.subscriptions s
        SET status = 'canceled', canceled_at = v_now, next_charge_at = NULL,
-           pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
+           pending_plan_id = NULL, pending_plan_period = NULL, pending_quantity = NULL, pending_quantity_period = NULL,
+           pending_amount = NULL, pending_amount_period = NULL, updated_at = pg_catalog.now()
      WHERE s.id = v_sub.id
     RETURNING * INTO v_sub;
     -- the open period's order is owed no more
@@ -386,6 +561,8 @@ BEGIN
        SET state = 'failed', failure_message = 'the subscription was canceled', updated_at = pg_catalog.now()
      WHERE p.subscription_id = v_sub.id AND p.state = 'pending';
     PERFORM toss_billing._event(v_sub.id, 'status_changed', v_from, 'canceled', 'canceled by request', v_now);
+    -- its open invoice is void; what it still owes goes on its final invoice
+    PERFORM toss_billing._close_invoices(ARRAY[v_sub.id], 'the subscription was canceled');
     RETURN v_sub;
 END;
 $$;
@@ -568,6 +745,7 @@ DECLARE
     v_ids bigint[] := _apply_transitions.subscription_ids;
     v_count integer;
     v_total integer := 0;
+    v_canceled bigint[];
 BEGIN
     WITH due AS (
         SELECT s.id, s.status AS from_status, s.cancel_at
@@ -582,7 +760,9 @@ BEGIN
     changed AS (
         UPDATE toss_billing.subscriptions s
            SET status = 'canceled', canceled_at = d.cancel_at, next_charge_at = NULL,
-               pending_plan_id = NULL, pending_plan_period = NULL, updated_at = pg_catalog.now()
+               pending_plan_id = NULL, pending_plan_period = NULL, pending_quantity = NULL,
+               pending_quantity_period = NULL, pending_amount = NULL, pending_amount_period = NULL,
+               updated_at = pg_catalog.now()
           FROM due d
          WHERE s.id = d.id
         RETURNING s.id, s.customer_id, d.from_status, d.cancel_at),
@@ -593,12 +773,19 @@ BEGIN
                updated_at = pg_catalog.now()
           FROM changed c
          WHERE p.subscription_id = c.id AND p.state = 'pending'
-        RETURNING p.id)
-    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason)
-    SELECT c.cancel_at, c.id, c.customer_id, 'status_changed', c.from_status, 'canceled', 'canceled at period end'
-      FROM changed c;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
+        RETURNING p.id),
+    logged AS (
+        INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason)
+        SELECT c.cancel_at, c.id, c.customer_id, 'status_changed', c.from_status, 'canceled', 'canceled at period end'
+          FROM changed c
+        RETURNING 1)
+    SELECT pg_catalog.array_agg(c.id ORDER BY c.id) INTO v_canceled FROM changed c;
+    v_count := COALESCE(pg_catalog.cardinality(v_canceled), 0);
     v_total := v_total + v_count;
+    IF v_count > 0 THEN
+        -- their open invoices are void; what they still owe goes on final invoices
+        PERFORM toss_billing._close_invoices(v_canceled, 'the subscription was canceled at the end of its period');
+    END IF;
 
     WITH due AS (
         SELECT s.id, s.trial_end
@@ -657,15 +844,57 @@ BEGIN
                                          'period_number', c.period_number, 'rebased', c.rebase)
       FROM changed c;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
+
+    -- pending quantity and price changes whose period has started
+    WITH due AS (
+        SELECT s.id, s.customer_id, s.status, s.period_number, s.current_period_start, s.quantity, s.amount_override,
+               s.pending_quantity_period <= s.period_number AS quantity_due,
+               s.pending_amount_period <= s.period_number AS amount_due
+          FROM toss_billing.subscriptions s
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE (s.pending_quantity_period <= s.period_number OR s.pending_amount_period <= s.period_number)
+           AND s.status <> ALL (ARRAY['canceled', 'paused'])
+           AND s.current_period_start <= v_horizon
+           AND s.current_period_start <= COALESCE(tc.now_at, v_now)
+           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           FOR UPDATE OF s SKIP LOCKED),
+    changed AS (
+        UPDATE toss_billing.subscriptions s
+           SET quantity = CASE WHEN d.quantity_due THEN s.pending_quantity ELSE s.quantity END,
+               pending_quantity = CASE WHEN d.quantity_due THEN NULL ELSE s.pending_quantity END,
+               pending_quantity_period = CASE WHEN d.quantity_due THEN NULL ELSE s.pending_quantity_period END,
+               amount_override = CASE WHEN d.amount_due THEN s.pending_amount ELSE s.amount_override END,
+               pending_amount = CASE WHEN d.amount_due THEN NULL ELSE s.pending_amount END,
+               pending_amount_period = CASE WHEN d.amount_due THEN NULL ELSE s.pending_amount_period END,
+               updated_at = pg_catalog.now()
+          FROM due d
+         WHERE s.id = d.id
+        RETURNING d.*, s.quantity AS new_quantity, s.amount_override AS new_amount)
+    INSERT INTO toss_billing.events (occurred_at, subscription_id, customer_id, type, from_status, to_status, reason,
+                                     detail)
+    SELECT c.current_period_start, c.id, c.customer_id, e.type, c.status, c.status, e.reason, e.detail
+      FROM changed c,
+           LATERAL (VALUES ('quantity_changed', 'quantity change took effect', c.quantity_due,
+                            pg_catalog.jsonb_build_object('from_quantity', c.quantity, 'to_quantity', c.new_quantity,
+                                                          'period_number', c.period_number)),
+                           ('price_changed', 'price change took effect', c.amount_due,
+                            pg_catalog.jsonb_build_object('from_amount', c.amount_override, 'to_amount', c.new_amount,
+                                                          'period_number', c.period_number))) AS e(type, reason, due, detail)
+     WHERE e.due
+     ORDER BY c.id, e.type DESC;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_total + v_count;
 END;
 $$;
 
 GRANT EXECUTE ON FUNCTION toss_billing.subscription_now(bigint) TO toss_billing_operator, toss_billing_auditor;
-GRANT EXECUTE ON FUNCTION toss_billing.create_plan(text, bigint, text, integer, integer),
+GRANT EXECUTE ON FUNCTION toss_billing.create_plan(text, bigint, text, integer, integer, boolean),
                           toss_billing.archive_plan(bigint),
                           toss_billing.create_subscription(text, bigint, timestamptz, text, bigint, jsonb, bigint),
-                          toss_billing.change_plan(bigint, bigint),
+                          toss_billing.change_plan(bigint, bigint, text),
+                          toss_billing.set_quantity(bigint, integer, text),
+                          toss_billing.change_price(bigint, bigint, timestamptz),
                           toss_billing.cancel_subscription(bigint, boolean),
                           toss_billing.pause_subscription(bigint),
                           toss_billing.resume_subscription(bigint),

@@ -85,6 +85,10 @@ CREATE TYPE toss_billing.payment AS (
 --              made only when Toss refuses the old one again)
 --   recovered  a payment of ours that Toss has and the ledger lacked,
 --              inserted by reconcile (no billing key)
+--   invoice_id the invoice the order pays (32_invoices): a subscription
+--              period's, or one of its own (obligation 'invoice:<id>');
+--              its amount and tax_free_amount are the invoice's amount_due
+--              and tax_free_amount
 -- toss_status, payment_key, amounts, approved_at and response are Toss's
 -- verified Payment.
 CREATE TABLE toss_billing.payments (
@@ -124,6 +128,7 @@ CREATE TABLE toss_billing.payments (
     recovered        boolean NOT NULL DEFAULT false,
     obligation       text NOT NULL,
     hold_reason      text,
+    invoice_id       bigint REFERENCES toss_billing.invoices (id),
     CONSTRAINT payments_subscription_period CHECK (
         (subscription_id IS NULL AND period_number IS NULL)
         OR (subscription_id IS NOT NULL AND period_number IS NOT NULL AND period_number OPERATOR(pg_catalog.>=) 0)),
@@ -144,6 +149,7 @@ CREATE INDEX payments_approved_at ON toss_billing.payments (approved_at)
     WHERE state OPERATOR(pg_catalog.=) 'done';
 CREATE UNIQUE INDEX payments_one_per_obligation ON toss_billing.payments (obligation)
     WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'in_flight', 'unknown', 'done']);
+CREATE INDEX payments_invoice ON toss_billing.payments (invoice_id) WHERE invoice_id IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.payments', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.payments_id_seq', '');
 

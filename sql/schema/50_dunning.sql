@@ -2,7 +2,8 @@
 -- subscription: paid -> the next period; failed -> what the failure's class
 -- says (failure_classes.dunning: retry, dunning, key_gone, stop); unknown ->
 -- blocked until resolved.  It also says whether the period's order stays
--- owed (pending, attempted again under the same order id) or is closed.
+-- owed (pending, attempted again under the same order id) or is closed, and
+-- what an outcome means for the invoice the order pays (_settle_invoices).
 
 -- @data
 
@@ -110,7 +111,9 @@ $$;
 -- (at once when catching up), with dunning reset; trialing, past_due and
 -- unpaid become active.  A payment for a paused subscription moves the
 -- period on but leaves it paused; one for a canceled subscription, or for
--- a period that is not open, raises an alert.
+-- a period that is not open, raises an alert.  An outcome from_state
+-- 'no_charge' is a period invoice paid without a charge (its total was 0,
+-- or carried forward): its event is invoice_paid.
 CREATE OR REPLACE FUNCTION toss_billing._settle_paid(outcomes toss_billing._outcome[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -149,14 +152,17 @@ BEGIN
     SELECT e.occurred_at, e.subscription_id, e.customer_id, e.payment_id, e.type, e.from_status, e.to_status,
            e.reason, e.detail
       FROM (
-        SELECT st.now_at, st.subscription_id, st.customer_id, st.payment_id, 'payment_succeeded', st.from_status,
-               st.to_status, 'payment succeeded',
+        SELECT st.now_at, st.subscription_id, st.customer_id, st.payment_id,
+               CASE WHEN st.from_state = 'no_charge' THEN 'invoice_paid' ELSE 'payment_succeeded' END, st.from_status,
+               st.to_status,
+               CASE WHEN st.from_state = 'no_charge' THEN 'invoice paid without a charge: ' || st.failure_message
+                    ELSE 'payment succeeded' END,
                pg_catalog.jsonb_build_object('period_number', st.period_number, 'attempt_number', st.attempt_number,
                                              'amount', st.amount, 'next_charge_at', c.next_charge_at), 1 AS k
           FROM settled st LEFT JOIN changed c ON c.id = st.subscription_id
         UNION ALL
         SELECT st.now_at, st.subscription_id, st.customer_id, st.payment_id, 'status_changed', st.from_status,
-               st.to_status, 'payment succeeded', NULL, 2
+               st.to_status, CASE WHEN st.from_state = 'no_charge' THEN 'invoice paid' ELSE 'payment succeeded' END, NULL, 2
           FROM settled st WHERE st.to_status <> st.from_status
         UNION ALL
         SELECT st.now_at, st.subscription_id, st.customer_id, st.payment_id, 'alert', st.from_status, st.to_status,
@@ -354,6 +360,129 @@ AS $$
       LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
      WHERE o.state = 'unknown' AND o.from_state <> 'unknown'
      ORDER BY s.id, o.payment_id;
+$$;
+
+-- What the recorded outcomes mean for the invoices their orders pay:
+--   done     the invoice is paid (even if it was voided meanwhile: the money
+--            is real; an alert says so)
+--   failed   a period invoice follows its subscription: uncollectible when
+--            dunning left it unpaid, void when it was canceled; another
+--            invoice is charged again after a transient failure (the
+--            dunning policy's transient backoff and limit) or when Toss
+--            refused its order id (a new order id replaces it); otherwise it
+--            is voided and its total is carried to the subscription's next
+--            invoice (uncollectible once the subscription is canceled)
+CREATE OR REPLACE FUNCTION toss_billing._settle_invoices(outcomes toss_billing._outcome[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_policy toss_billing.dunning_policy;
+    r record;
+    v_now timestamptz;
+    v_transient integer;
+    v_closed bigint[];
+BEGIN
+    IF _settle_invoices.outcomes IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_policy FROM toss_billing.dunning_policy;
+    FOR r IN
+        SELECT o.state, o.payment_id, o.failure_class, o.reuse_refused, p.hold_reason, p.amount AS order_amount,
+               i.id AS invoice_id, i.kind, i.status AS invoice_status, i.total, i.subscription_id, i.customer_id,
+               s.status AS sub_status, COALESCE(fc.dunning, 'stop') AS rule
+          FROM pg_catalog.unnest(_settle_invoices.outcomes) o
+          JOIN toss_billing.payments p ON p.id = o.payment_id
+          JOIN toss_billing.invoices i ON i.id = p.invoice_id
+          JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
+          LEFT JOIN toss_billing.failure_classes fc ON fc.class = o.failure_class
+         WHERE o.state = ANY (ARRAY['done', 'failed'])
+         ORDER BY i.id
+    LOOP
+        v_now := toss_billing.subscription_now(r.subscription_id);
+        IF r.state = 'done' THEN
+            CONTINUE WHEN r.invoice_status = 'paid';
+            UPDATE toss_billing.invoices i
+               SET status = 'paid', amount_paid = r.order_amount, paid_at = v_now, next_attempt_at = NULL,
+                   status_reason = CASE WHEN r.invoice_status = 'void'
+                                        THEN 'paid after it was voided: toss approved its charge' END,
+                   updated_at = pg_catalog.now()
+             WHERE i.id = r.invoice_id;
+            IF r.kind <> 'period' OR r.invoice_status = 'void' THEN
+                PERFORM toss_billing._event(r.subscription_id,
+                                            CASE WHEN r.invoice_status = 'void' THEN 'alert' ELSE 'invoice_paid' END,
+                                            r.sub_status, r.sub_status,
+                                            CASE WHEN r.invoice_status = 'void'
+                                                 THEN 'a voided invoice was paid: toss approved its charge'
+                                                 ELSE 'invoice paid' END,
+                                            v_now,
+                                            pg_catalog.jsonb_build_object('invoice_id', r.invoice_id, 'kind', r.kind,
+                                                                          'amount', r.order_amount),
+                                            r.payment_id);
+            END IF;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN r.invoice_status <> ALL (ARRAY['open', 'uncollectible']);
+        IF r.kind = 'period' THEN
+            IF r.sub_status = 'unpaid' AND r.invoice_status = 'open' THEN
+                UPDATE toss_billing.invoices i
+                   SET status = 'uncollectible', uncollectible_at = v_now,
+                       status_reason = 'dunning exhausted: the subscription is unpaid', updated_at = pg_catalog.now()
+                 WHERE i.id = r.invoice_id;
+                PERFORM toss_billing._event(r.subscription_id, 'invoice_uncollectible', r.sub_status, r.sub_status,
+                                            'dunning exhausted', v_now,
+                                            pg_catalog.jsonb_build_object('invoice_id', r.invoice_id), r.payment_id);
+            ELSIF r.sub_status = 'canceled' THEN
+                v_closed := v_closed || r.subscription_id;
+            END IF;
+            CONTINUE;
+        END IF;
+        -- an invoice of its own order
+        SELECT pg_catalog.count(*) INTO v_transient FROM toss_billing.attempts a
+         WHERE a.payment_id = r.payment_id AND a.state = 'failed' AND a.failure_class = 'transient';
+        IF r.reuse_refused THEN
+            UPDATE toss_billing.invoices i SET next_attempt_at = v_now, updated_at = pg_catalog.now() WHERE i.id = r.invoice_id;
+        ELSIF r.hold_reason IS NOT NULL THEN
+            UPDATE toss_billing.invoices i SET next_attempt_at = NULL, updated_at = pg_catalog.now(),
+                   status_reason = 'held: an answer from toss did not match the order'
+             WHERE i.id = r.invoice_id;
+        ELSIF r.rule = 'retry' AND v_transient <= v_policy.transient_limit THEN
+            UPDATE toss_billing.invoices i
+               SET next_attempt_at = v_now + v_policy.transient_retry * pg_catalog.power(2, GREATEST(v_transient - 1, 0)),
+                   updated_at = pg_catalog.now()
+             WHERE i.id = r.invoice_id;
+        ELSE
+            UPDATE toss_billing.invoices i
+               SET status = CASE WHEN r.sub_status = 'canceled' THEN 'uncollectible' ELSE 'void' END,
+                   carried_forward = CASE WHEN r.sub_status = 'canceled' THEN i.carried_forward ELSE i.total END,
+                   amount_due = CASE WHEN r.sub_status = 'canceled' THEN i.amount_due ELSE 0 END,
+                   tax_free_amount = CASE WHEN r.sub_status = 'canceled' THEN i.tax_free_amount ELSE 0 END,
+                   voided_at = CASE WHEN r.sub_status <> 'canceled' THEN v_now END,
+                   uncollectible_at = CASE WHEN r.sub_status = 'canceled' THEN v_now END,
+                   next_attempt_at = NULL,
+                   status_reason = CASE WHEN r.sub_status = 'canceled'
+                                        THEN pg_catalog.format('its charge failed (%s) and the subscription is canceled',
+                                                               COALESCE(r.failure_class, 'failure'))
+                                        ELSE pg_catalog.format('its charge failed (%s): the amount is carried to the next invoice',
+                                                               COALESCE(r.failure_class, 'failure')) END,
+                   updated_at = pg_catalog.now()
+             WHERE i.id = r.invoice_id;
+            PERFORM toss_billing._event(r.subscription_id,
+                                        CASE WHEN r.sub_status = 'canceled' THEN 'invoice_uncollectible' ELSE 'invoice_voided' END,
+                                        r.sub_status, r.sub_status,
+                                        CASE WHEN r.sub_status = 'canceled' THEN 'its charge failed'
+                                             ELSE 'its charge failed: the amount is carried to the next invoice' END,
+                                        v_now,
+                                        pg_catalog.jsonb_build_object('invoice_id', r.invoice_id, 'total', r.total,
+                                                                      'failure_class', r.failure_class),
+                                        r.payment_id);
+        END IF;
+    END LOOP;
+    IF v_closed IS NOT NULL THEN
+        PERFORM toss_billing._close_invoices(v_closed, 'the subscription was canceled');
+    END IF;
+END;
 $$;
 
 REVOKE ALL ON TYPE toss_billing._outcome FROM PUBLIC;

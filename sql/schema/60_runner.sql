@@ -1,7 +1,7 @@
 -- 60_runner: the runner's SQL half.  CALL toss_billing.run_due() (C, in
--- runner.c) claims due subscription periods with _claim_due, calls Toss for
--- them concurrently, and records the outcomes with _record_outcomes; pg_cron
--- can schedule it.
+-- runner.c) claims due subscription periods and invoices with _claim_due,
+-- calls Toss for them concurrently, and records the outcomes with
+-- _record_outcomes; pg_cron can schedule it.
 
 -- @data
 
@@ -36,19 +36,28 @@ BEGIN
 END;
 $$;
 
--- Claims up to max_count due subscription periods for the runner.  First
--- applies the transitions that need no charge; then, for each due
+-- Claims up to max_count due charges for the runner.  First applies the
+-- transitions that need no charge, sends the consent events that are due
+-- and finalises the period invoices that are due (32_invoices: a total of 0
+-- or one carried forward settles its period there); then, for each due
 -- subscription, earliest first (next_charge_at reached on its clock, trial
 -- over, not paused, an active billing key, no order of it in flight or
--- unknown, its open period not paid), records ONE in_flight attempt for its
--- open period's order -- the order already owed for the period (pending),
--- under its order id, or a new one -- and returns what the Toss call needs.
--- Rows locked by another runner are skipped, and the unique index on the
--- obligation turns any race into "nothing claimed".  The caller commits
--- before calling Toss.  call_timeout: the caller's timeout for one call; the
--- attempt's deadline is twice that (the call and its lookup).
--- only_subscription: claim that subscription alone (charge_subscription_now,
--- which makes it due first), by the very same rules.
+-- unknown, its open period not paid, the period's invoice open), records
+-- ONE in_flight attempt for its open period's order -- the order already
+-- owed for the period (pending), under its order id, or a new one, for the
+-- invoice's amount_due and tax_free_amount -- and returns what the Toss call
+-- needs; then the same for open invoices of their own that are due
+-- (next_attempt_at reached: an immediate proration, one-off items, a final
+-- invoice), under obligation 'invoice:<id>'.  Rows locked by another runner
+-- are skipped, and the unique index on the obligation turns any race into
+-- "nothing claimed".  The caller commits before calling Toss.
+-- call_timeout: the caller's timeout for one call; the attempt's deadline
+-- is twice that (the call and its lookup).
+-- only_subscription: claim that subscription's open period alone
+-- (charge_subscription_now, which makes it due first), by the very same
+-- rules: its transitions, its period invoice finalised (without waiting for
+-- the grace window: the charge is asked for now), its period's order; no
+-- other subscription's work, no invoices of their own, no consent notices.
 CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
                                                     only_subscription bigint DEFAULT NULL)
 RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
@@ -64,24 +73,32 @@ DECLARE
     v_now timestamptz;
     v_horizon timestamptz;
     v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_claim_due.call_timeout, '65 seconds');
+    v_claimed integer;
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
     END IF;
     PERFORM toss_billing._apply_transitions(CASE WHEN _claim_due.only_subscription IS NOT NULL
                                                  THEN ARRAY[_claim_due.only_subscription] END);
+    IF _claim_due.only_subscription IS NULL THEN
+        PERFORM toss_billing._consent_notices();
+    END IF;
     IF v_limit = 0 THEN
         RETURN;
     END IF;
+    PERFORM toss_billing._finalize_due(v_limit, _claim_due.only_subscription);
     v_now := toss_billing.now();
     v_horizon := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
 
     RETURN QUERY
     WITH due AS (
-        SELECT s.id, s.customer_id, s.period_number,
-               COALESCE(s.amount_override, pl.amount) AS amount, pl.name AS order_name
+        SELECT s.id, s.customer_id, s.period_number, i.id AS invoice_id,
+               i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
           FROM toss_billing.subscriptions s
-          JOIN toss_billing.plans pl ON pl.id = s.plan_id
+          -- what is charged is the period's invoice, exactly
+          JOIN toss_billing.invoices i ON i.subscription_id = s.id AND i.kind = 'period'
+                                      AND i.period_number = s.period_number
+                                      AND i.status = ANY (ARRAY['open', 'uncollectible']) AND i.amount_due >= 100
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE s.next_charge_at <= v_horizon
            AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
@@ -125,11 +142,11 @@ BEGIN
         INSERT INTO toss_billing.payments AS p
                (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
                 tax_free_amount, customer_email, customer_name, requested_by, subscription_id, period_number,
-                generation)
+                generation, invoice_id)
         SELECT pg_catalog.format('sub%s-p%s-a%s-%s', o.id, o.period_number, o.next_generation, v_tag),
                pg_catalog.format('subscription:%s:%s', o.id, o.period_number), o.customer_id, o.key_id,
-               o.key_merchant, 'in_flight', o.order_name, o.amount, 0, o.email, o.name, CURRENT_USER, o.id,
-               o.period_number, o.next_generation
+               o.key_merchant, 'in_flight', o.order_name, o.amount, o.tax_free, o.email, o.name, CURRENT_USER, o.id,
+               o.period_number, o.next_generation, o.invoice_id
           FROM owed o
          WHERE o.open_payment_id IS NULL
         ON CONFLICT DO NOTHING
@@ -137,15 +154,95 @@ BEGIN
     reopened AS (
         UPDATE toss_billing.payments p
            SET state = 'in_flight', billing_key_id = o.key_id, merchant = o.key_merchant,
-               customer_email = o.email, customer_name = o.name, updated_at = pg_catalog.now()
+               customer_email = o.email, customer_name = o.name, invoice_id = o.invoice_id,
+               updated_at = pg_catalog.now()
           FROM owed o
+         -- an order owed for the period charges the invoice's amount, or nothing
          WHERE p.id = o.open_payment_id AND p.state = 'pending'
+           AND p.amount = o.amount AND p.tax_free_amount = o.tax_free
         RETURNING p.id, p.subscription_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
     claimed AS (
         SELECT o.*, x.id AS pid, x.order_id AS toss_order, x.amount AS order_amount, x.tax_free_amount AS order_tax_free,
                x.order_name AS name_of_order
           FROM owed o
           JOIN (SELECT * FROM created UNION ALL SELECT * FROM reopened) x ON x.subscription_id = o.id),
+    attempted AS (
+        INSERT INTO toss_billing.attempts AS a
+               (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
+                requested_by)
+        SELECT cl.pid, cl.customer_id,
+               COALESCE((SELECT pg_catalog.max(x.attempt_number) FROM toss_billing.attempts x
+                          WHERE x.payment_id = cl.pid), 0) + 1,
+               cl.toss_order, cl.key_id, pg_catalog.gen_random_uuid()::text, 'in_flight', v_deadline, CURRENT_USER
+          FROM claimed cl
+        RETURNING a.id, a.payment_id, a.idempotency_key, a.attempt_number)
+    SELECT at.id, cl.pid, cl.toss_order, at.idempotency_key, cl.ckey, cl.order_amount, cl.order_tax_free,
+           cl.name_of_order, cl.email, cl.name, cl.key_id, cl.key_merchant, cl.sealed, cl.key_mid,
+           at.attempt_number
+      FROM attempted at
+      JOIN claimed cl ON cl.pid = at.payment_id
+     ORDER BY at.id;
+    GET DIAGNOSTICS v_claimed = ROW_COUNT;
+    v_limit := v_limit - v_claimed;
+    IF v_limit <= 0 OR _claim_due.only_subscription IS NOT NULL THEN
+        RETURN;
+    END IF;
+
+    -- invoices charged under orders of their own: the latest order of the
+    -- invoice's obligation again (pending, or failed: the same order id), or
+    -- its first one
+    RETURN QUERY
+    WITH due AS (
+        SELECT i.id, i.customer_id, i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
+          FROM toss_billing.invoices i
+          JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE i.status = 'open' AND i.next_attempt_at <= v_horizon
+           AND i.next_attempt_at <= COALESCE(tc.now_at, v_now)
+           AND i.kind <> 'period' AND i.amount_due >= 100
+           AND EXISTS (SELECT FROM toss_billing.billing_keys bk
+                        WHERE bk.customer_id = i.customer_id AND bk.status = 'active')
+           AND NOT EXISTS (SELECT FROM toss_billing.payments p
+                            WHERE p.invoice_id = i.id
+                              AND (p.state = ANY (ARRAY['in_flight', 'unknown', 'done'])
+                                   OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
+                           OFFSET 0)
+         ORDER BY i.next_attempt_at, i.id
+         LIMIT v_limit
+           FOR UPDATE OF i SKIP LOCKED),
+    owed AS (
+        SELECT d.*, lo.id AS last_id, lo.generation AS last_generation,
+               bk.id AS key_id, bk.merchant AS key_merchant, bk.encrypted_key AS sealed, bk.mid AS key_mid,
+               c.customer_key AS ckey, c.email, c.name
+          FROM due d
+          JOIN toss_billing.customers c ON c.id = d.customer_id
+          JOIN toss_billing.billing_keys bk ON bk.customer_id = d.customer_id AND bk.status = 'active'
+          LEFT JOIN LATERAL (SELECT p.id, p.generation FROM toss_billing.payments p
+                              WHERE p.obligation = 'invoice:' || d.id
+                              ORDER BY p.generation DESC, p.id DESC
+                              LIMIT 1) lo ON true),
+    created AS (
+        INSERT INTO toss_billing.payments AS p
+               (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
+                tax_free_amount, customer_email, customer_name, requested_by, generation, invoice_id)
+        SELECT pg_catalog.format('inv%s-a1-%s', o.id, v_tag), 'invoice:' || o.id, o.customer_id, o.key_id,
+               o.key_merchant, 'in_flight', o.order_name, o.amount, o.tax_free, o.email, o.name, CURRENT_USER, 1, o.id
+          FROM owed o
+         WHERE o.last_id IS NULL
+        ON CONFLICT DO NOTHING
+        RETURNING p.id, p.invoice_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+    reopened AS (
+        UPDATE toss_billing.payments p
+           SET state = 'in_flight', billing_key_id = o.key_id, merchant = o.key_merchant,
+               customer_email = o.email, customer_name = o.name, updated_at = pg_catalog.now()
+          FROM owed o
+         WHERE p.id = o.last_id AND p.state = ANY (ARRAY['pending', 'failed']) AND p.hold_reason IS NULL
+        RETURNING p.id, p.invoice_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+    claimed AS (
+        SELECT o.*, x.id AS pid, x.order_id AS toss_order, x.amount AS order_amount, x.tax_free_amount AS order_tax_free,
+               x.order_name AS name_of_order
+          FROM owed o
+          JOIN (SELECT * FROM created UNION ALL SELECT * FROM reopened) x ON x.invoice_id = o.id),
     attempted AS (
         INSERT INTO toss_billing.attempts AS a
                (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
@@ -231,6 +328,15 @@ BEGIN
                                JOIN toss_billing.payments p ON p.id = a.payment_id
                               WHERE a.id = ANY (_record_outcomes.attempt_ids) AND p.subscription_id IS NOT NULL))
      ORDER BY s.id
+       FOR UPDATE;
+    -- then the invoices the orders pay (a claim of an invoice of its own
+    -- holds the invoice, then writes its order)
+    PERFORM FROM toss_billing.invoices i
+     WHERE i.id = ANY (ARRAY(SELECT p.invoice_id
+                               FROM toss_billing.attempts a
+                               JOIN toss_billing.payments p ON p.id = a.payment_id
+                              WHERE a.id = ANY (_record_outcomes.attempt_ids) AND p.invoice_id IS NOT NULL))
+     ORDER BY i.id
        FOR UPDATE;
 
     WITH input AS (
@@ -356,16 +462,18 @@ BEGIN
             INSERT INTO toss_billing.payments
                    (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
                     tax_free_amount, customer_email, customer_name, requested_by, subscription_id, period_number,
-                    generation)
+                    generation, invoice_id)
             VALUES (CASE WHEN r.subscription_id IS NOT NULL
                          THEN pg_catalog.format('sub%s-p%s-a%s-%s', r.subscription_id, r.period_number,
                                                 r.generation + 1, toss_billing._order_tag())
+                         WHEN r.obligation LIKE 'invoice:%'
+                         THEN pg_catalog.format('inv%s-a%s-%s', r.invoice_id, r.generation + 1, toss_billing._order_tag())
                          ELSE pg_catalog.format('%s-r%s-%s', pg_catalog.left(pg_catalog.substr(r.obligation, 8), 48),
                                                 r.generation + 1, pg_catalog.substr(pg_catalog.md5(r.obligation), 1, 6))
                     END,
                     r.obligation, r.customer_id, r.billing_key_id, r.merchant, 'pending', r.order_name, r.amount,
                     r.tax_free_amount, r.customer_email, r.customer_name, r.requested_by, r.subscription_id,
-                    r.period_number, r.generation + 1)
+                    r.period_number, r.generation + 1, r.invoice_id)
             ON CONFLICT DO NOTHING;
         ELSIF r.outcome_state = 'unknown' THEN
             PERFORM toss_billing._open_discrepancy('unverified_answer', r.order_id, r.payment_key, 'unknown', r.toss_status,
@@ -386,19 +494,23 @@ BEGIN
         END IF;
     END LOOP;
 
-    IF v_subscriptions IS NULL THEN
-        RETURN;
-    END IF;
     -- each settles the outcomes of one state: called only when there are
     -- any (a batch is usually all paid)
-    IF 'done' = ANY (v_states) THEN
-        PERFORM toss_billing._settle_paid(v_outcomes);
+    IF v_subscriptions IS NOT NULL THEN
+        IF 'done' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_paid(v_outcomes);
+        END IF;
+        IF 'failed' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_failed(v_outcomes);
+        END IF;
+        IF 'unknown' = ANY (v_states) THEN
+            PERFORM toss_billing._settle_unknown(v_outcomes);
+        END IF;
     END IF;
-    IF 'failed' = ANY (v_states) THEN
-        PERFORM toss_billing._settle_failed(v_outcomes);
-    END IF;
-    IF 'unknown' = ANY (v_states) THEN
-        PERFORM toss_billing._settle_unknown(v_outcomes);
+    -- the invoices the orders pay follow them
+    PERFORM toss_billing._settle_invoices(v_outcomes);
+    IF v_subscriptions IS NULL THEN
+        RETURN;
     END IF;
     -- catching up: the period just opened may already have ended
     PERFORM toss_billing._apply_transitions(v_subscriptions);

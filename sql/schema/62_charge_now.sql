@@ -5,7 +5,10 @@
 -- limited to the one subscription), after taking the subscription's row
 -- lock: whichever of the two claims the period first records its attempt
 -- in flight and posts it; the other finds it in flight and posts nothing.
--- The unique index of one live order per obligation backs that up.
+-- The unique index of one live order per obligation backs that up.  What
+-- is charged is the period's invoice (32_invoices): the claim finalises it
+-- as the runner's does (without waiting for the grace window) and charges
+-- its amount_due.
 
 -- @code
 
@@ -20,8 +23,12 @@
 --         paid: its Payment (a success page loaded twice sees the payment)
 -- Refused (nothing recorded): a subscription that owes nothing now and was
 -- never paid (a trial, a period not started), one that is paused, unpaid
--- or canceled (55000), one held by an answer that did not match (TB006),
--- a customer without an active billing key (TB004).
+-- or canceled, one whose period's invoice comes to nothing Toss can be
+-- asked for (a total of 0, or below 100 KRW: the runner settles it without
+-- a charge), one whose invoice raises the price without a valid consent
+-- (finalising it would cancel the subscription) (55000), one held by an
+-- answer that did not match (TB006), a customer without an active billing
+-- key (TB004).
 CREATE OR REPLACE FUNCTION toss_billing._charge_now_intent(subscription_id bigint, requested_by name,
                                                             call_timeout interval DEFAULT '65 seconds')
 RETURNS TABLE(action text, payment_id bigint, attempt_id bigint, toss_order_id text, idempotency_key text,
@@ -37,6 +44,8 @@ DECLARE
     v_now timestamptz;
     v_p toss_billing.payments;
     v_c record;
+    v_preview toss_billing.invoice_preview;
+    v_amount bigint;
 BEGIN
     IF _charge_now_intent.subscription_id IS NULL THEN
         RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
@@ -104,6 +113,22 @@ BEGIN
                     WHERE bk.customer_id = v_sub.customer_id AND bk.status = 'active') THEN
         RAISE EXCEPTION 'the customer of subscription % has no active billing key', v_sub.id USING ERRCODE = 'TB004',
             HINT = 'Register a card with toss_billing.toss_issue_billing_key(), then call toss_billing.card_replaced() or charge again.';
+    END IF;
+
+    -- what is charged: the period's invoice, as finalised, or as it would be
+    -- finalised now (NULL preview: it is finalised already)
+    v_preview := toss_billing._preview_period(v_sub, v_sub.period_number);
+    IF v_preview.consent = 'canceled' THEN
+        RAISE EXCEPTION 'the price increase of subscription % has no valid consent', v_sub.id USING ERRCODE = '55000',
+            DETAIL = 'Finalising the invoice of its open period would cancel the subscription (see toss_billing.price_increases).',
+            HINT = 'Record the customer''s consent with toss_billing.record_consent() first.';
+    END IF;
+    v_amount := toss_billing._next_amount(v_sub.id);
+    IF v_amount < 100 THEN
+        RAISE EXCEPTION 'subscription % has nothing to charge now', v_sub.id USING ERRCODE = '55000',
+            DETAIL = pg_catalog.format('The invoice of its open period comes to %s KRW to charge; Toss charges at least 100.',
+                                       v_amount),
+            HINT = 'The runner settles such an invoice without a charge (a total of 0 as paid; 1 to 99 KRW, or a credit, carried to the next invoice).';
     END IF;
 
     -- due now on the subscription's clock, then claimed by the runner's own rules

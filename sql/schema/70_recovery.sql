@@ -173,6 +173,9 @@ BEGIN
            p.hold_reason IS NULL
            AND cl.created_at > pg_catalog.now() - interval '15 days' + interval '1 hour'
            AND bk.status = 'active'
+           -- an invoice of its own: only while it is still owed
+           AND (p.invoice_id IS NULL OR p.subscription_id IS NOT NULL
+                OR EXISTS (SELECT FROM toss_billing.invoices i WHERE i.id = p.invoice_id AND i.status = 'open'))
            AND (p.subscription_id IS NULL
                 OR EXISTS (SELECT FROM toss_billing.subscriptions s
                             WHERE s.id = p.subscription_id AND s.period_number = p.period_number

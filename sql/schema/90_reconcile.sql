@@ -100,6 +100,7 @@ DECLARE
     v_duplicate bigint;
     v_order_name text;
     v_price bigint;
+    v_invoice bigint;
     v_verdict text;
     v_id bigint;
 BEGIN
@@ -152,8 +153,16 @@ BEGIN
         IF FOUND AND (v_customer IS NULL OR v_customer = v_sub.customer_id) THEN
             v_customer := v_sub.customer_id;
             v_linked := true;
-            SELECT pl.name, COALESCE(v_sub.amount_override, pl.amount) INTO v_order_name, v_price
+            SELECT pl.name, COALESCE(v_sub.amount_override, pl.amount) * v_sub.quantity INTO v_order_name, v_price
               FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
+            -- the period's price is its invoice's amount, once it is finalised
+            SELECT i.id INTO v_invoice
+              FROM toss_billing.invoices i
+             WHERE i.subscription_id = v_sub.id AND i.kind = 'period' AND i.period_number = v_m[2]::integer
+               AND i.status <> 'draft';
+            IF v_invoice IS NOT NULL THEN
+                SELECT i.amount_due INTO v_price FROM toss_billing.invoices i WHERE i.id = v_invoice;
+            END IF;
             -- it pays the period only if it is the period's price: anything
             -- else is recorded as ours but settles nothing
             IF v_price IS DISTINCT FROM v_amount THEN
@@ -179,7 +188,7 @@ BEGIN
     INSERT INTO toss_billing.payments AS p
            (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
             toss_status, payment_key, total_amount, balance_amount, supplied_amount, vat, requested_at, approved_at,
-            response, requested_by, recovered, subscription_id, period_number, generation)
+            response, requested_by, recovered, subscription_id, period_number, generation, invoice_id)
     VALUES (v_order,
             CASE WHEN v_linked THEN pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
                  WHEN v_m IS NULL THEN 'charge:' || v_order
@@ -193,7 +202,7 @@ BEGIN
             COALESCE(toss_billing._json_time(v_pay->'approvedAt'), toss_billing._json_time(_recover_payment.item->'transactionAt')),
             v_pay, SESSION_USER, true,
             CASE WHEN v_linked THEN v_sub.id END, CASE WHEN v_linked THEN v_m[2]::integer END,
-            CASE WHEN v_linked THEN v_m[3]::integer ELSE 1 END)
+            CASE WHEN v_linked THEN v_m[3]::integer ELSE 1 END, CASE WHEN v_linked THEN v_invoice END)
     ON CONFLICT DO NOTHING
     RETURNING p.id INTO v_id;
     IF v_id IS NULL THEN
@@ -221,6 +230,8 @@ BEGIN
                                     v_id);
         PERFORM toss_billing._settle_paid(ARRAY[ROW(NULL, v_id, v_sub.id, v_m[2]::integer, 1, v_amount,
                                                     'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome]);
+        PERFORM toss_billing._settle_invoices(ARRAY[ROW(NULL, v_id, v_sub.id, v_m[2]::integer, 1, v_amount,
+                                                        'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome]);
         PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
     ELSIF v_duplicate IS NOT NULL THEN
         PERFORM toss_billing._open_discrepancy('duplicate_charge', v_order, v_key, 'done', _recover_payment.item->>'status',

@@ -1,9 +1,10 @@
 -- 95_reporting: the views an auditor reads to answer money questions with
 -- one query each (revenue per day, MRR and churn, what failed and why, what
 -- renews, who is in dunning, what was refunded, which windows were
--- reconciled), the readable state of every subscription, and
--- toss_billing._next_amount, the one function that says what a period will
--- be charged (invoices redefine it).
+-- reconciled) and the readable state of every subscription.  What a
+-- period will be charged comes from toss_billing._next_amount, the one
+-- function that says it: the amount due of the period's invoice
+-- (32_invoices).
 --
 -- Rules every view follows:
 --   * money is dated when it moved: a payment by approved_at (Toss's
@@ -27,47 +28,6 @@ CREATE INDEX events_payment ON toss_billing.events (payment_id)
     WHERE payment_id IS NOT NULL;
 
 -- @code
-
--- What a subscription's period (the open one by default) will be charged:
--- the amount of the order already made for that period (a retry posts the
--- same order), else the subscription's amount_override, else the price of
--- the plan in effect for that period (a scheduled plan change counts from
--- its period on).  0.5.0 has no invoices: the invoice work redefines this
--- function (proration, coupons, consent), and every view and the
--- subscription_info columns follow.
-CREATE OR REPLACE FUNCTION toss_billing._next_amount(subscription_id bigint, period_number integer DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_sub toss_billing.subscriptions;
-    v_period integer;
-    v_amount bigint;
-BEGIN
-    IF _next_amount.subscription_id IS NULL THEN
-        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
-    END IF;
-    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _next_amount.subscription_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'subscription % does not exist', _next_amount.subscription_id USING ERRCODE = 'P0002';
-    END IF;
-    v_period := COALESCE(_next_amount.period_number, v_sub.period_number);
-    SELECT p.amount INTO v_amount
-      FROM toss_billing.payments p
-     WHERE p.subscription_id = v_sub.id AND p.period_number = v_period
-       AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
-     ORDER BY p.generation DESC, p.id DESC
-     LIMIT 1;
-    IF FOUND THEN
-        RETURN v_amount;
-    END IF;
-    RETURN COALESCE(v_sub.amount_override,
-                    (SELECT pl.amount FROM toss_billing.plans pl
-                      WHERE pl.id = CASE WHEN v_sub.pending_plan_id IS NOT NULL AND v_period >= v_sub.pending_plan_period
-                                         THEN v_sub.pending_plan_id ELSE v_sub.plan_id END));
-END;
-$$;
 
 -- Every subscription with plain columns: the time it is paid through, the
 -- next charge and its amount, what is owed now, and a sentence saying why
@@ -541,7 +501,6 @@ AS $$
       FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'toss_billing';
 $$;
 
-GRANT EXECUTE ON FUNCTION toss_billing._next_amount(bigint, integer) TO toss_billing_operator, toss_billing_auditor;
 GRANT EXECUTE ON FUNCTION toss_billing.version(), toss_billing._library_version() TO toss_billing_operator;
 GRANT SELECT ON toss_billing.subscription_info, toss_billing.revenue_daily, toss_billing.mrr, toss_billing.churn_monthly,
                 toss_billing.failures_by_code, toss_billing.upcoming_renewals, toss_billing.dunning,
