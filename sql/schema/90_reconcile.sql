@@ -201,12 +201,11 @@ BEGIN
             END IF;
         END IF;
     ELSIF v_mi IS NOT NULL THEN
-        -- an invoice of its own: its subscription first, then the invoice
-        -- (the order _record_outcomes and charge_invoice_now lock them in)
-        SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_mi[1]::bigint;
+        -- an invoice of its own: the invoice is what the order settles, so it
+        -- is locked, as _record_outcomes locks it for its orders' outcomes
+        SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_mi[1]::bigint FOR UPDATE;
         IF FOUND AND v_inv.kind <> 'period' AND (v_customer IS NULL OR v_customer = v_inv.customer_id) THEN
-            SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_inv.subscription_id FOR UPDATE;
-            SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_inv.id FOR UPDATE;
+            SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_inv.subscription_id;
             v_customer := v_inv.customer_id;
             v_linked := true;
             v_obligation := 'invoice:' || v_inv.id;
