@@ -4,8 +4,9 @@
 -- downgrade at the period's end, metered usage priced by graduated tiers
 -- (with late usage), a 3-period coupon, a one-off (tax-free) item, a
 -- zero-total invoice, a 50 KRW remainder carried to the next invoice, the
--- consent rule for the coupon's end and a price increase (a consent given
--- 31 days before does not count, one 10 days before does), and trials that
+-- consent rule for the coupon's end and a price increase (a consent dated
+-- 31 days before, before its requirement was made, is refused; one 10 days
+-- before counts), and trials that
 -- convert to paid with and without consent.  Every invoice's lines and
 -- totals are checked to the won, and the runner charges exactly amount_due.
 \set SHOW_CONTEXT never
@@ -135,11 +136,14 @@ SELECT toss_billing.advance_clock('12 days');
 SELECT * FROM pg_temp.run('done');
 SELECT reason, quantity, old_amount, new_amount, effective_at, status
   FROM toss_billing.consent_requirements WHERE subscription_id = :sub ORDER BY id DESC LIMIT 1;
--- Jun 21: a consent dated May 31, 31 days before Jul 1, does not count; one
--- given now, 10 days before, does
+-- Jun 21: a consent dated May 31, 31 days before Jul 1, is refused: the
+-- requirement was made on Jun 1 (when June's invoice was finalised), and a
+-- consent cannot be to a change the customer was not told of yet.  One
+-- given now, 10 days before, counts
 SELECT toss_billing.advance_clock('20 days');
-SELECT counts, why_not FROM toss_billing.record_consent(:sub, pg_temp.requirement(:sub), '2025-05-31 00:00+09', 'email',
-                                                       '{"message_id": "m-1"}');
+SELECT required_at FROM toss_billing.consent_requirements WHERE id = pg_temp.requirement(:sub);
+SELECT pg_temp.err(format('SELECT toss_billing.record_consent(%s, %s, ''2025-05-31 00:00+09'', ''email'', ''{"message_id": "m-1"}'')',
+                          :sub, pg_temp.requirement(:sub)));
 SELECT status FROM toss_billing.consent_requirements WHERE id = pg_temp.requirement(:sub);
 SELECT counts, why_not FROM toss_billing.record_consent(:sub, pg_temp.requirement(:sub), toss_billing.now(), 'email',
                                                        '{"message_id": "m-2", "old_amount": 15000, "new_amount": 18000}');

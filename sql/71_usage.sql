@@ -102,6 +102,38 @@ SELECT * FROM pg_temp.lines(:b, 4);
 SELECT * FROM pg_temp.run('done');
 SELECT pg_temp.err(format('SELECT toss_billing.record_usage(%s, %L, 1, idempotency_key => %L)', :b, 'requests', 'b-r2'));
 SELECT ordinal, outcome, reason FROM toss_billing.record_usage_batch(ARRAY[:b]::bigint[], ARRAY['requests'], ARRAY[1]::bigint[], ARRAY['b-r2']);
+-- ... but a retry of usage recorded before the end is still a no-op
+SELECT toss_billing.record_usage(:b, 'requests', 300, idempotency_key => 'b-r1') AS recorded;
+SELECT ordinal, outcome, reason FROM toss_billing.record_usage_batch(ARRAY[:b]::bigint[], ARRAY['requests'], ARRAY[300]::bigint[], ARRAY['b-r1']);
+
+-- a retry after a plan change: the key recorded requests under the old
+-- plan's meter; the same call again (the same metric and quantity, the same
+-- "at" or none) is a no-op whether the new plan meters requests itself or
+-- not at all, in either form; the key with another quantity or time is
+-- refused
+SELECT id AS cloud2 FROM toss_billing.create_plan('클라우드 2', 12000) \gset
+SELECT metric, unit_amount FROM toss_billing.add_plan_meter(:cloud2, 'requests', unit_amount => 2);
+SELECT id AS plain FROM toss_billing.create_plan('기본', 8000) \gset
+SELECT pg_temp.customer('us-c');
+SELECT id AS c FROM toss_billing.create_subscription('us-c', :cloud) \gset
+SELECT * FROM pg_temp.run('done');
+SELECT toss_billing.record_usage(:c, 'requests', 10, '2025-03-10 12:00+09', 'c-r1') AS recorded;
+SELECT plan_id = :cloud2 AS changed FROM toss_billing.change_plan(:c, :cloud2, proration => 'none');
+SELECT toss_billing.record_usage(:c, 'requests', 10, '2025-03-10 12:00+09', 'c-r1') AS recorded,
+       toss_billing.record_usage(:c, 'requests', 10, idempotency_key => 'c-r1') AS recorded_without_at;
+SELECT ordinal, outcome, reason FROM toss_billing.record_usage_batch(
+    ARRAY[:c, :c, :c]::bigint[], ARRAY['requests', 'requests', 'requests'], ARRAY[10, 11, 10]::bigint[],
+    ARRAY['c-r1', 'c-r1', 'c-r1'], ARRAY['2025-03-10 12:00+09', NULL, '2025-03-10 13:00+09']::timestamptz[]);
+SELECT plan_id = :plain AS changed FROM toss_billing.change_plan(:c, :plain, proration => 'none');
+SELECT toss_billing.record_usage(:c, 'requests', 10, '2025-03-10 12:00+09', 'c-r1') AS recorded;
+SELECT ordinal, outcome, reason FROM toss_billing.record_usage_batch(ARRAY[:c]::bigint[], ARRAY['requests'], ARRAY[10]::bigint[],
+                                                                     ARRAY['c-r1']);
+SELECT pg_temp.err(format('SELECT toss_billing.record_usage(%s, %L, 11, idempotency_key => %L)', :c, 'requests', 'c-r1'));
+SELECT pg_temp.err(format('SELECT toss_billing.record_usage(%s, %L, 10, %L, %L)', :c, 'requests', '2025-03-10 13:00+09', 'c-r1'));
+SELECT pg_temp.err(format('SELECT toss_billing.record_usage(%s, %L, 10, idempotency_key => %L)', :c, 'storage_gb', 'c-r1'));
+\set VERBOSITY default
+SELECT toss_billing.record_usage(:c, 'requests', 10, '2025-03-10 13:00+09', 'c-r1');
+SELECT count(*) AS records, sum(quantity) AS quantity FROM toss_billing.usage_records WHERE subscription_id = :c;
 
 -- bad input
 SELECT pg_temp.err(format('SELECT toss_billing.record_usage(%s, %L, -1, idempotency_key => %L)', :a, 'requests', 'k'));

@@ -1,8 +1,10 @@
 -- Invoices charged by the runner (CALL toss_billing.run_due()) against the
 -- emulator (issue 14): every charge Toss receives is exactly an invoice's
 -- amount_due and tax-free part (taxFreeAmount), under the invoice's order
--- id; invoices of total 0 or under 100 KRW are never sent.  In a database of
--- its own, so the runner sees only these.
+-- id; invoices of total 0 or under 100 KRW are never sent.  reconcile()
+-- recovers an invoice's order the ledger lost (inv<id>-a<k>-<tag>) into the
+-- ledger, settling the invoice.  In a database of its own, so the runner
+-- and reconcile see only these.
 \set SHOW_CONTEXT never
 \getenv tbtest TB_TEST
 CREATE DATABASE toss_invoices;
@@ -11,6 +13,11 @@ SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
 SET client_min_messages = warning;
 CREATE EXTENSION toss_billing;
+-- reconcile() lists every transaction of the merchant in its window, and
+-- the emulator is shared with the earlier tests: Toss's window is to the
+-- second, so this test's window starts a second after everything before it
+SELECT pg_sleep(1.1);
+SELECT now() AS window_start \gset
 SELECT toss_billing.freeze_clock('2026-05-01 10:00+09');
 SELECT id AS plan FROM toss_billing.create_plan('라이브 학습', 12000, tax_free => true) \gset
 SELECT id AS plus FROM toss_billing.create_plan('라이브 학습 플러스', 24000, tax_free => true) \gset
@@ -156,6 +163,53 @@ SELECT (SELECT sum((:'ledger'::jsonb->'amountByOrderId'->>s.order_id)::bigint) F
        (SELECT sum(amount_due) FROM toss_billing.invoices WHERE status = 'paid') AS invoiced_and_paid;
 SELECT count(*) AS zero_or_carried_invoices_sent
   FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id WHERE i.amount_due = 0;
+
+-- ---------------------------------------------------------------- reconcile
+-- The ledger restored from a dump made before il-upgrade's change was
+-- charged: the proration invoice is open again, and its order
+-- (inv<id>-a1-<tag>), attempt and events are gone -- but Toss approved it.
+-- reconcile() recovers it exactly as it recovers a period's order: as this
+-- installation's (not a foreign_payment), its Payment verified, for the
+-- invoice's amount_due, into the ledger as that invoice's order; the
+-- invoice is paid and payment_recovered and invoice_paid are recorded.
+SELECT i.id AS up_invoice, p.order_id AS up_order, p.payment_key AS up_key
+  FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id
+ WHERE i.kind = 'proration' \gset
+SELECT :'up_order' = format('inv%s-a1-%s', :up_invoice, order_tag) AS invoice_order
+  FROM toss_billing.installation;
+DELETE FROM toss_billing.events WHERE payment_id IN (SELECT id FROM toss_billing.payments WHERE order_id = :'up_order');
+DELETE FROM toss_billing.attempts WHERE order_id = :'up_order';
+DELETE FROM toss_billing.payments WHERE order_id = :'up_order';
+UPDATE toss_billing.invoices SET status = 'open', amount_paid = 0, paid_at = NULL, next_attempt_at = finalized_at
+ WHERE id = :up_invoice;
+SELECT max(id) AS events_before FROM toss_billing.events \gset
+SELECT now() + interval '1 minute' AS window_end \gset
+SELECT * FROM toss_billing.reconcile(:'window_start', :'window_end');
+SELECT c.customer_key, p.state, p.recovered, p.obligation = 'invoice:' || :up_invoice AS invoice_obligation,
+       p.invoice_id = :up_invoice AS pays_the_invoice, p.subscription_id, p.generation, p.billing_key_id,
+       p.amount, p.total_amount, p.toss_status, p.payment_key = :'up_key' AS same_payment_key, p.order_name
+  FROM toss_billing.payments p JOIN toss_billing.customers c ON c.id = p.customer_id
+ WHERE p.order_id = :'up_order';
+SELECT a.attempt_number, a.state, a.idempotency_key LIKE 'recovered:%' AS recovered_key,
+       a.customer_id = p.customer_id AS customer
+  FROM toss_billing.attempts a JOIN toss_billing.payments p ON p.id = a.payment_id
+ WHERE p.order_id = :'up_order';
+SELECT kind, status, amount_due, amount_paid, paid_at = toss_billing.now() AS paid_now, next_attempt_at, status_reason
+  FROM toss_billing.invoices WHERE id = :up_invoice;
+SELECT e.type, c.customer_key, e.reason, (e.detail->>'invoice_id')::bigint = :up_invoice AS invoice,
+       e.detail->>'amount' AS amount, e.detail->>'attempt_number' AS attempt_number,
+       e.payment_id = (SELECT id FROM toss_billing.payments WHERE order_id = :'up_order') AS payment
+  FROM toss_billing.events e JOIN toss_billing.customers c ON c.id = e.customer_id
+ WHERE e.id > :events_before ORDER BY e.id;
+SELECT count(*) AS open_discrepancies FROM toss_billing.open_discrepancies;
+-- the runner has nothing to charge for it any more; running reconcile
+-- again recovers nothing and opens nothing
+CALL toss_billing.run_due() \gset
+SELECT :claimed AS claimed;
+SELECT * FROM toss_billing.reconcile(:'window_start', :'window_end');
+SELECT count(*) AS orders, count(*) FILTER (WHERE recovered) AS recovered,
+       (SELECT count(*) FROM toss_billing.open_discrepancies) AS open_discrepancies
+  FROM toss_billing.payments WHERE order_id = :'up_order';
 
 \c toss_regress
 DROP DATABASE toss_invoices;

@@ -4,8 +4,9 @@
 -- emulator lists them; an item may carry Toss's Payment, which reconcile()
 -- fetches for what the items alone cannot settle) with the ledger: payments
 -- Toss has that the ledger lacks are inserted as recovered when their order
--- id is this installation's (a subscription's settles its period; anything
--- else under the merchant is a foreign_payment, not revenue), an approval
+-- id is this installation's (a subscription's settles its period, an
+-- invoice's of its own settles the invoice; anything else under the
+-- merchant is a foreign_payment, not revenue), an approval
 -- whose verified Payment comes along makes a failed or unknown order paid,
 -- disagreements are recorded once as discrepancies, running again adds
 -- nothing, and what is consistent again is resolved.
@@ -245,5 +246,55 @@ SELECT * FROM toss_billing._reconcile_items('[]', NULL, '2025-07-01');
 SELECT * FROM toss_billing.reconcile('2025-07-02', '2025-07-01');
 SELECT * FROM toss_billing.reconcile('2025-07-01', NULL);
 SELECT * FROM toss_billing.reconcile('2025-07-01', '2025-07-02', NULL);
+
+-- an invoice charged under orders of its own (here an upgrade's proration,
+-- charged at once) whose orders the ledger lost is recovered as a period
+-- is: inv<id>-a<k>-<tag> is this installation's; an approval of another
+-- amount than the invoice's amount_due is recorded as ours but settles
+-- nothing (amount_mismatch); one of its amount pays the invoice
+-- (payment_recovered, invoice_paid); another approval of the paid invoice
+-- is a second charge (duplicate_charge, an alert); another installation's
+-- inv order id is a foreign_payment.  An amount_mismatch of a recovered
+-- payment (an invoice's, or a period's) stays open: the ledger row agrees
+-- with Toss, but Toss approved what the obligation does not charge
+SELECT id AS plus FROM toss_billing.create_plan('대사 플러스', 13800) \gset
+SELECT pg_temp.customer('rec-inv');
+SELECT toss_billing.freeze_clock('2025-07-03 09:00+09');
+SELECT id AS inv_sub FROM toss_billing.create_subscription('rec-inv', :plan) \gset
+SELECT customer_key, attempt, amount, state FROM pg_temp.run('done');
+SELECT toss_billing.advance_clock('15 days');
+SELECT plan_id = :plus AS upgraded FROM toss_billing.change_plan(:inv_sub, :plus, proration => 'immediate');
+SELECT id AS inv, amount_due AS inv_due FROM toss_billing.invoices WHERE subscription_id = :inv_sub AND kind = 'proration' \gset
+SELECT kind, status, subtotal, amount_due FROM toss_billing.invoices WHERE id = :inv;
+SELECT count(*) >= 0 AS events_seen FROM pg_temp.new_events();
+SELECT pg_temp.items(
+    ARRAY[pg_temp.payment_json(format('inv%s-a1-%s', :inv, :'tag'), '대사 플러스 (change)', :inv_due + 100, '2025-07-18 10:00+09'),
+          pg_temp.payment_json(format('inv%s-a2-%s', :inv, :'tag'), '대사 플러스 (change)', :inv_due, '2025-07-18 10:01+09'),
+          pg_temp.payment_json(format('inv%s-a3-%s', :inv, :'tag'), '대사 플러스 (change)', :inv_due, '2025-07-18 10:02+09'),
+          pg_temp.payment_json('inv1-a1-zzzzzzzz', '다른 설치', 1000, '2025-07-18 10:03+09'),
+          pg_temp.payment_json(format('sub%s-p1-a1-%s', :inv_sub, :'tag'), '대사 플러스', 5000, '2025-07-18 10:04+09')],
+    ARRAY['rec-inv', 'rec-inv', 'rec-inv', 'rec-inv', 'rec-inv'], ARRAY[true, true, false, false, true]) AS inv_items \gset
+SELECT * FROM toss_billing._reconcile_items(:'inv_items', '2025-07-18 00:00+09', '2025-07-19 00:00+09');
+SELECT regexp_replace(p.order_id, '^(inv|sub)[0-9]+-((p[0-9]+-)?a[0-9]+)-' || :'tag' || '$', '\1#-\2') AS order_id, p.state, p.recovered,
+       c.customer_key, p.amount, p.invoice_id = :inv AS pays_the_invoice, p.generation,
+       regexp_replace(p.obligation, '[0-9]+|' || :'tag', '#', 'g') AS obligation
+  FROM toss_billing.payments p LEFT JOIN toss_billing.customers c ON c.id = p.customer_id
+ WHERE p.order_id LIKE format('inv%s-%%', :inv) OR p.order_id LIKE format('sub%s-p1-%%', :inv_sub) ORDER BY p.id;
+SELECT d.kind, regexp_replace(d.order_id, '^(inv|sub)[0-9]+-((p[0-9]+-)?a[0-9]+)-' || :'tag' || '$', '\1#-\2') AS order_id,
+       d.ledger_amount, d.toss_amount,
+       (d.detail->>'invoice_id')::bigint = :inv AS invoice, (d.detail->>'subscription_id')::bigint = :inv_sub AS subscription,
+       d.detail->>'hint' AS hint
+  FROM toss_billing.open_discrepancies d
+ WHERE d.order_id LIKE format('inv%s-%%', :inv) OR d.order_id = 'inv1-a1-zzzzzzzz'
+    OR d.order_id LIKE format('sub%s-%%', :inv_sub)
+ ORDER BY d.id;
+SELECT status, amount_paid = :inv_due AS paid_in_full, next_attempt_at FROM toss_billing.invoices WHERE id = :inv;
+SELECT * FROM pg_temp.new_events();
+-- running again adds nothing
+SELECT * FROM toss_billing._reconcile_items(:'inv_items', '2025-07-18 00:00+09', '2025-07-19 00:00+09');
+SELECT count(*) AS new_events FROM pg_temp.new_events();
+SELECT kind, count(*) AS still_open FROM toss_billing.open_discrepancies
+ WHERE order_id LIKE format('inv%s-%%', :inv) OR order_id LIKE format('sub%s-%%', :inv_sub)
+ GROUP BY kind ORDER BY kind;
 
 SELECT pg_temp.cleanup('rec-');

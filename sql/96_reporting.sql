@@ -203,8 +203,12 @@ SELECT day, payments, gross, time_zone FROM toss_billing.revenue_daily WHERE day
 RESET toss_billing.report_time_zone;
 SET toss_billing.report_time_zone = 'Mars/Olympus';
 
--- MRR at March's end and now, with its movements: alice's plan change is
--- expansion in April; carol and frank came and went within March
+-- MRR at March's end and now, with its movements: each subscription at the
+-- recurring amount of its next period invoice (as finalised, else as it
+-- would be finalised now).  alice's change to Pro, made in March for her
+-- April period, counts at March's end already: her next invoice then is
+-- Pro's (19,900; bob, erin, gina and hank 9,900; dave 1,200 a week = 5,200
+-- a month); carol and frank came and went within March
 SELECT month, current, as_of, mrr, subscriptions, new_mrr, expansion_mrr, contraction_mrr, churned_mrr,
        reactivated_mrr, net_change, new_subscriptions, churned_subscriptions
   FROM toss_billing.mrr ORDER BY month;
@@ -299,6 +303,62 @@ SELECT p.proname, p.provolatile, p.prosecdef
   FROM pg_proc p
  WHERE p.pronamespace = 'toss_billing'::regnamespace AND has_function_privilege('rp_audit', p.oid, 'EXECUTE')
  ORDER BY 1;
+
+-- ---------------------------------------------------------------- MRR counts seats, coupons, kept amounts
+-- MRR is what each next period invoice charges for the plan, so seats, a
+-- coupon's discount for as long as it discounts, and the old amount the
+-- consent rule keeps count (the first mrr took the plan's price once).
+-- On a clock of its own from 1 April 12:00: rp-seats 3 seats of 9,900 =
+-- 29,700; rp-coupon 20% off forever = 7,920; rp-keep, whose price rises to
+-- 12,900 from May without her consent, keeps 9,900
+SELECT toss_billing.create_test_clock('2024-04-01 12:00+09') AS clock2 \gset
+SELECT count(pg_temp.customer(k)) AS customers FROM unnest(ARRAY['rp-seats', 'rp-coupon', 'rp-keep']) k;
+SELECT code FROM toss_billing.create_coupon('RP20', percent_off => 20, duration => 'forever');
+SELECT count(*) AS subscriptions FROM (
+    SELECT toss_billing.create_subscription(k, :basic, test_clock_id => :clock2)
+      FROM unnest(ARRAY['rp-seats', 'rp-coupon', 'rp-keep']) k) s;
+SELECT quantity FROM toss_billing.set_quantity(pg_temp.sub('rp-seats'), 3);
+SELECT status FROM toss_billing.apply_coupon(pg_temp.sub('rp-coupon'), 'RP20');
+-- (gina's dunning retry, due at noon, is charged too: past_due or active,
+-- she counts 9,900 either way)
+SELECT * FROM pg_temp.pass();
+SELECT pending_amount FROM toss_billing.change_price(pg_temp.sub('rp-keep'), 12900);
+SELECT c.customer_key, round(toss_billing._mrr(s.id), 2) AS mrr, p.period_number, p.recurring_amount, p.consent
+  FROM toss_billing.subscriptions s JOIN toss_billing.customers c ON c.id = s.customer_id,
+       LATERAL toss_billing.preview_invoice(s.id) p
+ WHERE c.customer_key IN ('rp-seats', 'rp-coupon', 'rp-keep') ORDER BY s.id;
+-- 64,700 + 29,700 + 7,920 + 9,900 = 112,220
+SELECT month, current, mrr, subscriptions, new_mrr, expansion_mrr, net_change FROM toss_billing.mrr ORDER BY month;
+-- 1 May: they renew; rp-keep's own price is 12,900 now, her invoice keeps
+-- 9,900 (a consent_adjustment line); then rp-seats cancels at once
+SELECT toss_billing.advance_test_clock(:clock2, '1 month');
+SELECT * FROM pg_temp.pass();
+SELECT c.customer_key, i.period_number, i.amount_due, i.recurring_amount, i.consent, s.quantity, s.amount_override
+  FROM toss_billing.invoices i JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
+  JOIN toss_billing.customers c ON c.id = s.customer_id
+ WHERE c.customer_key IN ('rp-seats', 'rp-coupon', 'rp-keep') AND i.period_number = 1 ORDER BY s.id;
+SELECT status FROM toss_billing.cancel_subscription(pg_temp.sub('rp-seats'), false);
+-- April's end counts their May invoices (112,220); May, now: rp-seats
+-- churned (-29,700), rp-keep still 9,900 (her June invoice keeps it too
+-- without consent): 82,520
+SELECT month, current, as_of, mrr, subscriptions, new_mrr, expansion_mrr, contraction_mrr, churned_mrr,
+       net_change, new_subscriptions, churned_subscriptions
+  FROM toss_billing.mrr ORDER BY month;
+-- rp-seats was lost at 29,700 a month: 1 of 9 subscriptions, 29,700 / 112,220 of the MRR
+SELECT month, subscriptions_at_start, mrr_at_start, voluntary, involuntary, voluntary_mrr, involuntary_mrr,
+       churned_mrr, subscription_churn_rate, revenue_churn_rate
+  FROM toss_billing.churn_monthly ORDER BY month;
+-- _mrr says what a subscription counts when it counts (the views count
+-- only active and past_due ones): at April's end its May invoice, now its
+-- next one (for rp-seats, canceled, the last one)
+SELECT c.customer_key, s.status, round(toss_billing._mrr(s.id, '2024-05-01 00:00+09'), 2) AS at_april_end,
+       round(toss_billing._mrr(s.id), 2) AS now
+  FROM toss_billing.subscriptions s JOIN toss_billing.customers c ON c.id = s.customer_id
+ WHERE c.customer_key IN ('rp-seats', 'rp-coupon', 'rp-keep') ORDER BY s.id;
+\set VERBOSITY terse
+SELECT toss_billing._mrr(-1);
+SELECT toss_billing._mrr(pg_temp.sub('rp-keep'), 'infinity');
+\set VERBOSITY default
 
 \c toss_regress
 DROP DATABASE toss_reports;

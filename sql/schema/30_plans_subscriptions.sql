@@ -400,7 +400,9 @@ $$;
 -- proration as for change_plan; NULL (the default) means: an increase now,
 -- prorated on the next invoice (next_period); a decrease from the next
 -- period on.  The same quantity withdraws a pending change.  A quantity is
--- the customer's own choice: it never needs the consent of the price rule.
+-- the customer's own choice: it never needs the consent of the price rule,
+-- but a requirement for a price increase is restated at the quantity the
+-- next invoice will charge (34_consent, _review_consent).
 CREATE OR REPLACE FUNCTION toss_billing.set_quantity(subscription_id bigint, quantity integer, proration text DEFAULT NULL)
 RETURNS toss_billing.subscriptions
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -436,6 +438,7 @@ BEGIN
             PERFORM toss_billing._event(v_sub.id, 'quantity_change_scheduled', v_sub.status, v_sub.status,
                                         'pending quantity change withdrawn', v_now,
                                         pg_catalog.jsonb_build_object('quantity', v_sub.quantity));
+            PERFORM toss_billing._review_consent(v_sub.id);
         END IF;
         RETURN v_sub;
     END IF;
@@ -448,6 +451,7 @@ BEGIN
                                     'quantity changed now (proration ' || v_mode || ')', v_now,
                                     pg_catalog.jsonb_build_object('from_quantity', v_from, 'to_quantity', v_sub.quantity,
                                                                   'proration', v_mode, 'invoice_id', v_invoice));
+        PERFORM toss_billing._review_consent(v_sub.id);
         RETURN v_sub;
     END IF;
     v_period := toss_billing._change_period(v_sub, v_now);
@@ -459,6 +463,7 @@ BEGIN
                                 'quantity change scheduled for the next period', v_now,
                                 pg_catalog.jsonb_build_object('from_quantity', v_from, 'to_quantity', set_quantity.quantity,
                                                               'period_number', v_period));
+    PERFORM toss_billing._review_consent(v_sub.id);
     RETURN v_sub;
 END;
 $$;

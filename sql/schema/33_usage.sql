@@ -55,8 +55,12 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.usage_staging', '');
 -- @code
 
 -- Records usage of a metric by a subscription, once per idempotency_key:
--- the same key again with the same metric and quantity changes nothing
--- (returns false); with another metric or quantity it is refused (23505).
+-- the same key again with the same metric and quantity (and the same "at",
+-- when the call gives one) changes nothing (returns false) -- whatever
+-- happened since: a plan change (another meter for the metric, or none), a
+-- cancel; with another metric, quantity or "at" it is refused (23505).  The
+-- check compares what the caller sent with the stored record, not with the
+-- plan's meter now.
 -- "at" is when it happened (default: the subscription's clock, now() in
 -- production); usage of a period whose invoice is finalised already goes on
 -- the next invoice as a late line.  Returns true when it was recorded.
@@ -77,8 +81,9 @@ DECLARE
     v_clock bigint;
     v_meter bigint;
     v_at timestamptz;
-    v_old_meter bigint;
+    v_old_metric text;
     v_old_quantity bigint;
+    v_old_at timestamptz;
 BEGIN
     IF record_usage.subscription_id IS NULL OR record_usage.metric IS NULL OR record_usage.quantity IS NULL
        OR record_usage.idempotency_key IS NULL THEN
@@ -114,7 +119,28 @@ BEGIN
     IF FOUND THEN
         RETURN true;
     END IF;
-    -- not recorded: why (the checks one by one), or the key was used before
+    -- not recorded: the key was used before -- a retry if it recorded what
+    -- this call sends (the metric by name, the quantity, and "at" when this
+    -- call gives one: without it the time is the clock's, which a retry
+    -- cannot repeat), else a conflict -- or why not (the checks one by one)
+    IF record_usage.at IS NOT NULL AND NOT pg_catalog.isfinite(record_usage.at) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    SELECT pm.metric, u.quantity, u.occurred_at INTO v_old_metric, v_old_quantity, v_old_at
+      FROM toss_billing.usage_records u
+      JOIN toss_billing.plan_meters pm ON pm.id = u.meter_id
+     WHERE u.subscription_id = record_usage.subscription_id AND u.usage_key = record_usage.idempotency_key;
+    IF FOUND THEN
+        IF v_old_metric = record_usage.metric AND v_old_quantity = record_usage.quantity
+           AND (record_usage.at IS NULL OR record_usage.at = v_old_at) THEN
+            RETURN false;
+        END IF;
+        RAISE EXCEPTION 'idempotency key "%" was used for other usage', record_usage.idempotency_key USING ERRCODE = '23505',
+            DETAIL = pg_catalog.format('It recorded %s of "%s" at %s; this call records %s of "%s"%s.', v_old_quantity,
+                                       v_old_metric, v_old_at, record_usage.quantity, record_usage.metric,
+                                       CASE WHEN record_usage.at IS NOT NULL THEN ' at ' || record_usage.at::text ELSE '' END),
+            HINT = 'Use a new idempotency key for new usage.';
+    END IF;
     SELECT s.customer_id, s.plan_id, s.status, s.test_clock_id INTO v_customer, v_plan, v_status, v_clock
       FROM toss_billing.subscriptions s WHERE s.id = record_usage.subscription_id
        FOR KEY SHARE;
@@ -137,15 +163,19 @@ BEGIN
     IF NOT pg_catalog.isfinite(v_at) THEN
         RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023';
     END IF;
-    SELECT u.meter_id, u.quantity INTO v_old_meter, v_old_quantity FROM toss_billing.usage_records u
+    -- recorded meanwhile by another session (the key was free above): as above
+    SELECT pm.metric, u.quantity, u.occurred_at INTO v_old_metric, v_old_quantity, v_old_at
+      FROM toss_billing.usage_records u
+      JOIN toss_billing.plan_meters pm ON pm.id = u.meter_id
      WHERE u.subscription_id = record_usage.subscription_id AND u.usage_key = record_usage.idempotency_key;
-    IF v_old_meter = v_meter AND v_old_quantity = record_usage.quantity THEN
+    IF v_old_metric = record_usage.metric AND v_old_quantity = record_usage.quantity
+       AND (record_usage.at IS NULL OR record_usage.at = v_old_at) THEN
         RETURN false;
     END IF;
     RAISE EXCEPTION 'idempotency key "%" was used for other usage', record_usage.idempotency_key USING ERRCODE = '23505',
-        DETAIL = pg_catalog.format('It recorded %s of "%s"; this call records %s of "%s".', v_old_quantity,
-                                   (SELECT pm.metric FROM toss_billing.plan_meters pm WHERE pm.id = v_old_meter),
-                                   record_usage.quantity, record_usage.metric),
+        DETAIL = pg_catalog.format('It recorded %s of "%s" at %s; this call records %s of "%s"%s.', v_old_quantity,
+                                   v_old_metric, v_old_at, record_usage.quantity, record_usage.metric,
+                                   CASE WHEN record_usage.at IS NOT NULL THEN ' at ' || record_usage.at::text ELSE '' END),
         HINT = 'Use a new idempotency key for new usage.';
 END;
 $$;
@@ -154,7 +184,9 @@ $$;
 -- record_usage call (ats may be NULL, or hold NULLs: the subscription's
 -- clock).  One bad element never stops the others: returns one row for each
 -- element that was not recorded, by its position (1-based):
---   duplicate  its key was recorded before, with the same metric and quantity
+--   duplicate  its key was recorded before, with the same metric and
+--              quantity (and "at", when the element gives one), whatever
+--              changed since (see record_usage)
 --   rejected   the reason says why (unknown subscription or metric, bad
 --              value, or its key already records other usage)
 -- Every element not returned was recorded.
@@ -240,37 +272,45 @@ BEGIN
     END IF;
     -- what was not recorded, against what the keys hold now (EXECUTE, as
     -- above: a batch of 100,000 anti-joined by a plan made for 10 rows)
+    -- (a key recorded before is compared with what the element sends: the
+    -- stored record's metric, quantity and time, not the plan's meter now)
     RETURN QUERY EXECUTE $q$
     WITH input AS (
         SELECT i.*
-          FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS i(sid, metric, qty, ikey, pos)),
+          FROM unnest($1, $2, $3, $4, COALESCE($6, pg_catalog.array_fill(NULL::timestamptz, ARRAY[$7])))
+               WITH ORDINALITY AS i(sid, metric, qty, ikey, at_given, pos)),
     resolved AS (
         SELECT i.*, s.id AS s_id, s.status, pm.id AS meter_id
           FROM input i
           LEFT JOIN toss_billing.subscriptions s ON s.id = i.sid
           LEFT JOIN toss_billing.plan_meters pm ON pm.plan_id = s.plan_id AND pm.metric = i.metric
-         WHERE NOT EXISTS (SELECT FROM unnest($5) AS x(pos) WHERE x.pos = i.pos))
-    SELECT r.pos::integer, r.ikey,
-           CASE WHEN u.subscription_id IS NOT NULL AND u.meter_id = r.meter_id AND u.quantity = r.qty THEN 'duplicate'
-                ELSE 'rejected' END,
-           CASE WHEN r.sid IS NULL OR r.metric IS NULL OR r.qty IS NULL OR r.ikey IS NULL THEN 'a field is null'
-                WHEN r.s_id IS NULL THEN 'the subscription does not exist'
-                WHEN u.subscription_id IS NOT NULL AND u.meter_id = r.meter_id AND u.quantity = r.qty
-                THEN 'recorded before with the same metric and quantity'
-                WHEN r.qty < 0 OR r.qty > 1000000000000 THEN 'quantity must be between 0 and 1000000000000'
-                WHEN pg_catalog.octet_length(r.ikey) NOT BETWEEN 1 AND 255 THEN 'idempotency_key must be 1 to 255 bytes'
-                WHEN r.meter_id IS NULL THEN 'the subscription''s plan has no such meter'
-                WHEN u.subscription_id IS NOT NULL
-                THEN pg_catalog.format('the key already records other usage (%s of %s)', u.quantity,
-                                       (SELECT x.metric FROM toss_billing.plan_meters x WHERE x.id = u.meter_id))
-                WHEN r.status = 'canceled' THEN 'the subscription is canceled'
+         WHERE NOT EXISTS (SELECT FROM unnest($5) AS x(pos) WHERE x.pos = i.pos)),
+    compared AS (
+        SELECT r.*, u.subscription_id IS NOT NULL AS used, u.quantity AS old_qty, um.metric AS old_metric,
+               u.subscription_id IS NOT NULL AND um.metric = r.metric AND u.quantity = r.qty
+                   AND (r.at_given IS NULL OR u.occurred_at = r.at_given) AS same
+          FROM resolved r
+          LEFT JOIN toss_billing.usage_records u ON u.subscription_id = r.sid AND u.usage_key = r.ikey
+          LEFT JOIN toss_billing.plan_meters um ON um.id = u.meter_id)
+    SELECT c.pos::integer, c.ikey,
+           CASE WHEN c.same THEN 'duplicate' ELSE 'rejected' END,
+           CASE WHEN c.sid IS NULL OR c.metric IS NULL OR c.qty IS NULL OR c.ikey IS NULL THEN 'a field is null'
+                WHEN c.s_id IS NULL THEN 'the subscription does not exist'
+                WHEN c.same THEN 'recorded before with the same metric and quantity'
+                WHEN c.qty < 0 OR c.qty > 1000000000000 THEN 'quantity must be between 0 and 1000000000000'
+                WHEN pg_catalog.octet_length(c.ikey) NOT BETWEEN 1 AND 255 THEN 'idempotency_key must be 1 to 255 bytes'
+                WHEN c.used AND c.old_metric = c.metric AND c.old_qty = c.qty
+                THEN pg_catalog.format('the key already records other usage (%s of %s at another time)', c.old_qty,
+                                       c.old_metric)
+                WHEN c.used THEN pg_catalog.format('the key already records other usage (%s of %s)', c.old_qty, c.old_metric)
+                WHEN c.meter_id IS NULL THEN 'the subscription''s plan has no such meter'
+                WHEN c.status = 'canceled' THEN 'the subscription is canceled'
                 ELSE 'at must be a finite time' END
-      FROM resolved r
-      LEFT JOIN toss_billing.usage_records u ON u.subscription_id = r.sid AND u.usage_key = r.ikey
-     ORDER BY r.pos
+      FROM compared c
+     ORDER BY c.pos
     $q$
      USING record_usage_batch.subscription_ids, record_usage_batch.metrics, record_usage_batch.quantities,
-           record_usage_batch.idempotency_keys, v_recorded;
+           record_usage_batch.idempotency_keys, v_recorded, record_usage_batch.ats, v_n;
 END;
 $$;
 

@@ -18,8 +18,10 @@
 -- policy, the previous amount is charged (a consent_adjustment line) or the
 -- subscription is canceled (always so for a trial: there is no previous
 -- amount).  Quantity changes are the customer's own (set_quantity): amounts
--- are compared at the current quantity, so seats never need consent; usage
--- lines, prorations and one-off items are not recurring amounts.
+-- are compared at the current quantity, so seats never need consent; a
+-- requirement made before the seats changed is restated at the new quantity
+-- (restated_from), its consent kept; usage lines, prorations and one-off
+-- items are not recurring amounts.
 
 -- @data
 
@@ -41,6 +43,12 @@
 --                  consent_required event was recorded
 --   reminder_at, reminded_at the policy's reminder; its event
 --   invoice_id     the invoice it governed
+--   restated_from  the first requirement of the same price change when this
+--                  one restates it at another quantity (set_quantity changed
+--                  the seats: same baseline, same new terms, amounts at the
+--                  new quantity); the customer was told of the change from
+--                  that one's required_at on, and a consent that counted for
+--                  it still counts (the seats are the customer's own choice)
 CREATE TABLE toss_billing.consent_requirements (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     subscription_id bigint NOT NULL REFERENCES toss_billing.subscriptions (id),
@@ -72,10 +80,13 @@ CREATE TABLE toss_billing.consent_requirements (
     resolved_at     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    restated_from   bigint REFERENCES toss_billing.consent_requirements (id),
     CONSTRAINT consent_requirements_increase CHECK (new_amount OPERATOR(pg_catalog.>) old_amount)
 );
 CREATE INDEX consent_requirements_subscription ON toss_billing.consent_requirements (subscription_id, period_number);
 CREATE INDEX consent_requirements_customer ON toss_billing.consent_requirements (customer_id);
+CREATE INDEX consent_requirements_restated ON toss_billing.consent_requirements (restated_from)
+    WHERE restated_from IS NOT NULL;
 CREATE INDEX consent_requirements_notice ON toss_billing.consent_requirements (notice_at)
     WHERE status OPERATOR(pg_catalog.=) 'pending' AND noticed_at IS NULL;
 CREATE INDEX consent_requirements_reminder ON toss_billing.consent_requirements (reminder_at)
@@ -90,7 +101,8 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.consent_requirements_id
 --   effective_at, old_amount, new_amount  what the requirement said then
 --   counts         within the 30 days before effective_at (and not after
 --                  it), and for the requirement's amounts (evidence that
---                  names old_amount / new_amount must name these)
+--                  names old_amount / new_amount must name these); never
+--                  before the requirement was made (refused)
 --   why_not        why it does not count
 --   recorded_by    the session user that recorded it
 CREATE TABLE toss_billing.consents (
@@ -190,6 +202,7 @@ BEGIN
        AND r.old_unit_amount IS NOT DISTINCT FROM b.unit_amount AND r.old_coupon_id IS NOT DISTINCT FROM b.coupon_id
        AND (r.reason = 'trial_conversion') = b.trial
        AND r.new_unit_amount = _consent_for.unit_amount AND r.new_coupon_id IS NOT DISTINCT FROM _consent_for.coupon_id
+       AND r.quantity = _consent_for.quantity
      ORDER BY r.id DESC
      LIMIT 1;
     IF v_status = 'consented' THEN
@@ -206,7 +219,11 @@ $$;
 -- up to date: made when the recurring amount would rise (with the
 -- consent_required event at once if its notice date has come), superseded
 -- when the terms changed again, withdrawn when there is no increase any
--- more.  Called by every change of price terms and after every period
+-- more.  When only the quantity changed (the same price change at other
+-- seats), the requirement is superseded by one restating it at the current
+-- quantity (restated_from): pending stays pending (consent_required again,
+-- with the amounts the invoice will show), consented stays consented.
+-- Called by every change of price terms or quantity and after every period
 -- invoice is finalised.  Returns the pending or consented requirement, if any.
 CREATE OR REPLACE FUNCTION toss_billing._review_consent(subscription_id bigint)
 RETURNS bigint
@@ -225,6 +242,7 @@ DECLARE
     v_id bigint;
     v_reminder interval;
     r toss_billing.consent_requirements;
+    v_same toss_billing.consent_requirements;
 BEGIN
     SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _review_consent.subscription_id;
     IF NOT FOUND OR v_sub.status = 'canceled' THEN
@@ -245,38 +263,44 @@ BEGIN
            AND cr.status = ANY (ARRAY['pending', 'consented']) AND cr.invoice_id IS NULL;
         RETURN NULL;
     END IF;
-    SELECT cr.id INTO v_id FROM toss_billing.consent_requirements cr
+    -- the requirement of this very price change, if there is one
+    SELECT * INTO v_same FROM toss_billing.consent_requirements cr
      WHERE cr.subscription_id = v_sub.id AND cr.period_number = v_p
        AND cr.status = ANY (ARRAY['pending', 'consented'])
        AND cr.old_unit_amount IS NOT DISTINCT FROM b.unit_amount AND cr.old_coupon_id IS NOT DISTINCT FROM b.coupon_id
        AND (cr.reason = 'trial_conversion') = b.trial
        AND cr.new_unit_amount = t.unit_amount AND cr.new_coupon_id IS NOT DISTINCT FROM v_coupon
      ORDER BY cr.id DESC LIMIT 1;
-    IF FOUND THEN
-        RETURN v_id;
+    IF v_same.quantity = t.quantity THEN
+        RETURN v_same.id;
     END IF;
     UPDATE toss_billing.consent_requirements cr SET status = 'superseded', updated_at = pg_catalog.now()
      WHERE cr.subscription_id = v_sub.id AND cr.period_number >= v_p
        AND cr.status = ANY (ARRAY['pending', 'consented']) AND cr.invoice_id IS NULL;
     v_reminder := (SELECT ip.consent_reminder FROM toss_billing.invoice_policy ip);
+    -- a new requirement; or, when only the quantity changed, the same price
+    -- change restated at the current quantity (a consent that counted for it
+    -- still counts: the seats are the customer's own)
     INSERT INTO toss_billing.consent_requirements
            (subscription_id, customer_id, period_number, effective_at, reason, quantity, old_unit_amount, old_coupon_id,
-            old_amount, new_plan_id, new_unit_amount, new_coupon_id, new_amount, payment_method, required_at, notice_at,
-            noticed_at, reminder_at)
+            old_amount, new_plan_id, new_unit_amount, new_coupon_id, new_amount, payment_method, status, required_at,
+            notice_at, noticed_at, reminder_at, restated_from)
     VALUES (v_sub.id, v_sub.customer_id, v_p, t.period_start,
-            CASE WHEN b.trial THEN 'trial_conversion'
-                 WHEN t.unit_amount <> b.unit_amount THEN CASE WHEN t.plan_id <> b.plan_id THEN 'plan_change'
-                                                               ELSE 'price_change' END
-                 ELSE 'coupon_expiry' END,
+            COALESCE(v_same.reason,
+                     CASE WHEN b.trial THEN 'trial_conversion'
+                          WHEN t.unit_amount <> b.unit_amount THEN CASE WHEN t.plan_id <> b.plan_id THEN 'plan_change'
+                                                                        ELSE 'price_change' END
+                          ELSE 'coupon_expiry' END),
             t.quantity, b.unit_amount, b.coupon_id, v_old, t.plan_id, t.unit_amount, v_coupon, v_new,
             (SELECT bk.card_number FROM toss_billing.billing_keys bk
               WHERE bk.customer_id = v_sub.customer_id AND bk.status = 'active' ORDER BY bk.id DESC LIMIT 1),
-            v_now, t.period_start - interval '30 days',
+            COALESCE(v_same.status, 'pending'), v_now, t.period_start - interval '30 days',
             CASE WHEN t.period_start - interval '30 days' <= v_now THEN v_now END,
             CASE WHEN v_reminder > '0'::interval AND t.period_start - v_reminder > v_now
-                 THEN t.period_start - v_reminder END)
+                 THEN t.period_start - v_reminder END,
+            COALESCE(v_same.restated_from, v_same.id))
     RETURNING * INTO r;
-    IF r.noticed_at IS NOT NULL THEN
+    IF r.noticed_at IS NOT NULL AND r.status = 'pending' THEN
         PERFORM toss_billing._event(v_sub.id, 'consent_required', v_sub.status, v_sub.status,
                                     'the recurring amount rises: ask the customer''s consent', v_now,
                                     toss_billing._consent_notice(r));
@@ -361,8 +385,11 @@ $$;
 -- Records a customer's consent to a requirement, with its proof.  It is
 -- kept whatever it says; it counts (the increase may then be charged) only
 -- if consented_at is within the 30 days before the requirement's effective
--- date and the evidence names no other amounts.  A requirement that was
--- superseded or withdrawn takes no consent.  Returns the consent.
+-- date and the evidence names no other amounts.  A consented_at before the
+-- requirement was made (required_at: the customer cannot have been told of
+-- the change yet) is refused (22023), as is one in the future.  A
+-- requirement that was superseded or withdrawn takes no consent.  Returns
+-- the consent.
 CREATE OR REPLACE FUNCTION toss_billing.record_consent(
     subscription_id bigint,
     requirement bigint,
@@ -377,6 +404,7 @@ DECLARE
     v_sub toss_billing.subscriptions;
     v_now timestamptz;
     r toss_billing.consent_requirements;
+    v_told timestamptz;
     v_why text;
     v_c toss_billing.consents;
 BEGIN
@@ -396,7 +424,11 @@ BEGIN
     END IF;
     IF r.status = ANY (ARRAY['superseded', 'withdrawn']) THEN
         RAISE EXCEPTION 'consent requirement % is %', r.id, r.status USING ERRCODE = '55000',
-            DETAIL = CASE WHEN r.status = 'superseded' THEN 'The price terms changed again: another requirement replaces it.'
+            DETAIL = CASE WHEN r.status = 'superseded' AND EXISTS (SELECT FROM toss_billing.consent_requirements x
+                                                                         WHERE x.restated_from = COALESCE(r.restated_from, r.id)
+                                                                           AND x.id > r.id)
+                          THEN 'The quantity changed: a requirement with the amounts at the current quantity replaces it.'
+                          WHEN r.status = 'superseded' THEN 'The price terms changed again: another requirement replaces it.'
                           ELSE 'The recurring amount no longer rises.' END,
             HINT = 'See toss_billing.consent_requirements for the subscription''s pending requirement.';
     END IF;
@@ -406,6 +438,19 @@ BEGIN
     IF record_consent.consented_at > v_now THEN
         RAISE EXCEPTION 'consented_at is in the future' USING ERRCODE = '22023',
             DETAIL = pg_catalog.format('It is %s; the subscription''s clock says %s.', record_consent.consented_at, v_now);
+    END IF;
+    -- a consent is to a change the customer was told of: not before the
+    -- requirement existed (the app learns of it from then on, the
+    -- consent_required event follows)
+    -- (a requirement restating one at another quantity: since the first one)
+    v_told := COALESCE((SELECT f.required_at FROM toss_billing.consent_requirements f WHERE f.id = r.restated_from),
+                       r.required_at);
+    IF record_consent.consented_at < v_told THEN
+        RAISE EXCEPTION 'consented_at is before consent requirement % was made', r.id USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('It is %s; the requirement (the change from %s to %s KRW on %s) was made at %s, and a consent given before the customer could be told of the change is not a consent to it.',
+                                       record_consent.consented_at, r.old_amount, r.new_amount, r.effective_at,
+                                       v_told),
+            HINT = 'Record the time the customer consented after being shown the change.';
     END IF;
     IF record_consent.channel = '' OR pg_catalog.char_length(record_consent.channel) > 50
        OR record_consent.channel ~ '[\x01-\x1f\x7f]' THEN
@@ -452,7 +497,9 @@ $$;
 
 -- Every increase of a recurring amount, with its consent evidence: one row
 -- per requirement (superseded and withdrawn ones too), the consent that
--- counts (if any), the ones that did not, and what was charged.
+-- counts (if any), the ones that did not, and what was charged.  A
+-- requirement restated at another quantity (restated_from) shows the
+-- consents given to the statements of the same price change before it.
 CREATE OR REPLACE VIEW toss_billing.price_increases AS
 SELECT r.id AS requirement_id, r.subscription_id, r.customer_id, c.customer_key, r.reason, r.period_number,
        r.effective_at, r.quantity, r.old_unit_amount, r.new_unit_amount, r.old_amount, r.new_amount,
@@ -463,12 +510,20 @@ SELECT r.id AS requirement_id, r.subscription_id, r.customer_id, c.customer_key,
                                                                   'channel', x.channel, 'evidence', x.evidence,
                                                                   'why_not', x.why_not) ORDER BY x.id)
           FROM toss_billing.consents x
-         WHERE x.requirement_id OPERATOR(pg_catalog.=) r.id AND NOT x.counts) AS consents_not_counted
+         WHERE x.requirement_id OPERATOR(pg_catalog.=) ANY (s.statements) AND NOT x.counts) AS consents_not_counted,
+       r.restated_from
   FROM toss_billing.consent_requirements r
   JOIN toss_billing.customers c ON c.id OPERATOR(pg_catalog.=) r.customer_id
   LEFT JOIN toss_billing.invoices i ON i.id OPERATOR(pg_catalog.=) r.invoice_id
+  -- the statements of this price change up to this one: itself, and the
+  -- ones it restates at another quantity
+  CROSS JOIN LATERAL (SELECT CASE WHEN r.restated_from IS NULL THEN ARRAY[r.id]
+                                  ELSE ARRAY(SELECT xr.id FROM toss_billing.consent_requirements xr
+                                              WHERE (xr.id OPERATOR(pg_catalog.=) r.restated_from
+                                                     OR xr.restated_from OPERATOR(pg_catalog.=) r.restated_from)
+                                                AND xr.id OPERATOR(pg_catalog.<=) r.id) END AS statements) s
   LEFT JOIN LATERAL (SELECT x.* FROM toss_billing.consents x
-                      WHERE x.requirement_id OPERATOR(pg_catalog.=) r.id AND x.counts
+                      WHERE x.requirement_id OPERATOR(pg_catalog.=) ANY (s.statements) AND x.counts
                       ORDER BY x.id DESC LIMIT 1) v ON true;
 
 GRANT EXECUTE ON FUNCTION toss_billing.record_consent(bigint, bigint, timestamptz, text, jsonb) TO toss_billing_operator;

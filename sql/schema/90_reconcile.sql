@@ -74,11 +74,20 @@ AS 'MODULE_PATHNAME', 'toss_transactions';
 -- recovered, no billing key), from a transaction item and, when the item
 -- carries it (key "payment"), Toss's Payment.  The customer is the one
 -- with Toss's customerKey, else NULL.  An order id of this installation's
--- subscriptions (sub<id>-p<n>-a<k>-<tag>) links the row to its period and
--- settles it as a payment would (payment_recovered, then what
--- payment_succeeded does) -- unless the period already has a live or
--- successful attempt: then the row is not linked, and a duplicate_charge
--- discrepancy and an alert are recorded.  Returns the new row's id, or NULL
+-- obligations links the row to what it pays and settles it as the runner's
+-- outcome would have:
+--   sub<id>-p<n>-a<k>-<tag>  a subscription period: payment_recovered, then
+--                            what payment_succeeded does (the period paid,
+--                            its invoice paid)
+--   inv<id>-a<k>-<tag>       an invoice charged under orders of its own (a
+--                            proration, one-off items, a final invoice):
+--                            payment_recovered, then the invoice paid
+--                            (invoice_paid)
+-- -- only if the amount is what the obligation charges (the period's or
+-- the invoice's amount_due; else amount_mismatch) and no other order of the
+-- obligation is live or paid (else duplicate_charge and an alert): then the
+-- row is recorded as ours but not linked.  tb<tag>-... (toss_charge's own
+-- order ids) is recorded as a charge.  Returns the new row's id, or NULL
 -- when it cannot be stored (a missing_in_ledger discrepancy says why).
 CREATE OR REPLACE FUNCTION toss_billing._recover_payment(item jsonb, merchant text)
 RETURNS bigint
@@ -95,13 +104,18 @@ DECLARE
     v_tag text := toss_billing._order_tag();
     v_customer bigint;
     v_m text[];
+    v_mi text[];
     v_sub toss_billing.subscriptions;
+    v_inv toss_billing.invoices;
     v_linked boolean := false;
+    v_obligation text;
+    v_generation integer;
     v_duplicate bigint;
     v_order_name text;
     v_price bigint;
     v_invoice bigint;
     v_verdict text;
+    v_outcome toss_billing._outcome;
     v_id bigint;
 BEGIN
     IF v_order IS NULL OR v_order !~ '^[A-Za-z0-9_-]{6,64}$' OR v_amount IS NULL OR v_amount < 100 THEN
@@ -117,11 +131,19 @@ BEGIN
      WHERE c.customer_key = _recover_payment.item->>'customerKey';
 
     -- whose money is it?  This installation's order ids end with its tag
-    -- (subscriptions: sub<id>-p<n>-a<k>-<tag>; toss_charge's default:
-    -- tb<tag>-<uuid>).  Anything else under the merchant was made by
-    -- another database or at Toss directly: not revenue of this ledger.
+    -- (subscription periods: sub<id>-p<n>-a<k>-<tag>; invoices of their own:
+    -- inv<id>-a<k>-<tag>; toss_charge's default: tb<tag>-<uuid>).  Anything
+    -- else under the merchant was made by another database or at Toss
+    -- directly: not revenue of this ledger.
     v_m := pg_catalog.regexp_match(v_order, '^sub([0-9]{1,18})-p([0-9]{1,9})-a([0-9]{1,9})-([a-z0-9]{8})$');
-    IF NOT ((v_m IS NOT NULL AND v_m[4] = v_tag) OR pg_catalog.starts_with(v_order, 'tb' || v_tag || '-')) THEN
+    IF v_m[4] IS DISTINCT FROM v_tag THEN
+        v_m := NULL;
+    END IF;
+    v_mi := pg_catalog.regexp_match(v_order, '^inv([0-9]{1,18})-a([0-9]{1,9})-([a-z0-9]{8})$');
+    IF v_mi[3] IS DISTINCT FROM v_tag THEN
+        v_mi := NULL;
+    END IF;
+    IF v_m IS NULL AND v_mi IS NULL AND NOT pg_catalog.starts_with(v_order, 'tb' || v_tag || '-') THEN
         PERFORM toss_billing._open_discrepancy('foreign_payment', v_order, v_key, NULL,
                                                _recover_payment.item->>'status', NULL, v_amount,
                                                pg_catalog.jsonb_build_object(
@@ -153,6 +175,8 @@ BEGIN
         IF FOUND AND (v_customer IS NULL OR v_customer = v_sub.customer_id) THEN
             v_customer := v_sub.customer_id;
             v_linked := true;
+            v_obligation := pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2]);
+            v_generation := v_m[3]::integer;
             SELECT pl.name, COALESCE(v_sub.amount_override, pl.amount) * v_sub.quantity INTO v_order_name, v_price
               FROM toss_billing.plans pl WHERE pl.id = v_sub.plan_id;
             -- the period's price is its invoice's amount, once it is finalised
@@ -175,13 +199,40 @@ BEGIN
                                                            'source', 'reconcile',
                                                            'hint', 'Toss approved another amount than the subscription''s price under the period''s order id; it is recorded, but the period is not settled by it.'));
             END IF;
-            SELECT p.id INTO v_duplicate FROM toss_billing.payments p
-             WHERE p.obligation = pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
-               AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
-             LIMIT 1;
-            IF FOUND THEN
+        END IF;
+    ELSIF v_mi IS NOT NULL THEN
+        -- an invoice of its own: the invoice is what the order settles, so it
+        -- is locked, as _record_outcomes locks it for its orders' outcomes
+        SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_mi[1]::bigint FOR UPDATE;
+        IF FOUND AND v_inv.kind <> 'period' AND (v_customer IS NULL OR v_customer = v_inv.customer_id) THEN
+            SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = v_inv.subscription_id;
+            v_customer := v_inv.customer_id;
+            v_linked := true;
+            v_obligation := 'invoice:' || v_inv.id;
+            v_generation := v_mi[2]::integer;
+            v_order_name := v_inv.description;
+            v_invoice := v_inv.id;
+            -- it pays the invoice only if it is what the invoice charges
+            IF v_inv.amount_due IS DISTINCT FROM v_amount THEN
                 v_linked := false;
+                PERFORM toss_billing._open_discrepancy('amount_mismatch', v_order, v_key, NULL,
+                                                       _recover_payment.item->>'status', v_inv.amount_due, v_amount,
+                                                       pg_catalog.jsonb_build_object(
+                                                           'transaction_key', _recover_payment.item->>'transactionKey',
+                                                           'subscription_id', v_sub.id, 'invoice_id', v_inv.id,
+                                                           'invoice_status', v_inv.status, 'source', 'reconcile',
+                                                           'hint', 'Toss approved another amount than the invoice''s amount due under the invoice''s order id; it is recorded, but the invoice is not settled by it.'));
             END IF;
+        END IF;
+    END IF;
+    IF v_obligation IS NOT NULL THEN
+        -- another order of the obligation live or paid: this is a second charge
+        SELECT p.id INTO v_duplicate FROM toss_billing.payments p
+         WHERE p.obligation = v_obligation
+           AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
+         LIMIT 1;
+        IF FOUND THEN
+            v_linked := false;
         END IF;
     END IF;
 
@@ -190,8 +241,8 @@ BEGIN
             toss_status, payment_key, total_amount, balance_amount, supplied_amount, vat, requested_at, approved_at,
             response, requested_by, recovered, subscription_id, period_number, generation, invoice_id)
     VALUES (v_order,
-            CASE WHEN v_linked THEN pg_catalog.format('subscription:%s:%s', v_sub.id, v_m[2])
-                 WHEN v_m IS NULL THEN 'charge:' || v_order
+            CASE WHEN v_linked THEN v_obligation
+                 WHEN v_m IS NULL AND v_mi IS NULL THEN 'charge:' || v_order
                  ELSE 'recovered:' || v_order END,
             v_customer, NULL, _recover_payment.merchant, 'done',
             pg_catalog.left(COALESCE(NULLIF(v_pay->>'orderName', ''), v_order_name, 'recovered from toss transactions'), 100),
@@ -201,8 +252,9 @@ BEGIN
             toss_billing._json_time(v_pay->'requestedAt'),
             COALESCE(toss_billing._json_time(v_pay->'approvedAt'), toss_billing._json_time(_recover_payment.item->'transactionAt')),
             v_pay, SESSION_USER, true,
-            CASE WHEN v_linked THEN v_sub.id END, CASE WHEN v_linked THEN v_m[2]::integer END,
-            CASE WHEN v_linked THEN v_m[3]::integer ELSE 1 END, CASE WHEN v_linked THEN v_invoice END)
+            CASE WHEN v_linked AND v_m IS NOT NULL THEN v_sub.id END,
+            CASE WHEN v_linked AND v_m IS NOT NULL THEN v_m[2]::integer END,
+            CASE WHEN v_linked THEN v_generation ELSE 1 END, CASE WHEN v_linked THEN v_invoice END)
     ON CONFLICT DO NOTHING
     RETURNING p.id INTO v_id;
     IF v_id IS NULL THEN
@@ -223,28 +275,43 @@ BEGIN
         PERFORM toss_billing._event(v_sub.id, 'payment_recovered', v_sub.status, v_sub.status,
                                     'payment found at toss, missing from the ledger',
                                     toss_billing.subscription_now(v_sub.id),
-                                    pg_catalog.jsonb_build_object('period_number', v_m[2]::integer,
-                                                                  'attempt_number', v_m[3]::integer,
-                                                                  'amount', v_amount,
-                                                                  'transaction_key', _recover_payment.item->>'transactionKey'),
+                                    CASE WHEN v_m IS NOT NULL
+                                         THEN pg_catalog.jsonb_build_object('period_number', v_m[2]::integer,
+                                                                            'attempt_number', v_generation)
+                                         ELSE pg_catalog.jsonb_build_object('invoice_id', v_invoice,
+                                                                            'attempt_number', v_generation) END
+                                    || pg_catalog.jsonb_build_object('amount', v_amount,
+                                                                     'transaction_key', _recover_payment.item->>'transactionKey'),
                                     v_id);
-        PERFORM toss_billing._settle_paid(ARRAY[ROW(NULL, v_id, v_sub.id, v_m[2]::integer, 1, v_amount,
-                                                    'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome]);
-        PERFORM toss_billing._settle_invoices(ARRAY[ROW(NULL, v_id, v_sub.id, v_m[2]::integer, 1, v_amount,
-                                                        'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome]);
-        PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
+        -- what the runner's outcome of the order does (_record_outcomes)
+        v_outcome := ROW(NULL, v_id, CASE WHEN v_m IS NOT NULL THEN v_sub.id END,
+                         CASE WHEN v_m IS NOT NULL THEN v_m[2]::integer END, 1, v_amount,
+                         'missing', 'done', NULL, NULL, NULL, NULL, false)::toss_billing._outcome;
+        IF v_m IS NOT NULL THEN
+            PERFORM toss_billing._settle_paid(ARRAY[v_outcome]);
+        END IF;
+        PERFORM toss_billing._settle_invoices(ARRAY[v_outcome]);
+        IF v_m IS NOT NULL THEN
+            PERFORM toss_billing._apply_transitions(ARRAY[v_sub.id]);
+        END IF;
     ELSIF v_duplicate IS NOT NULL THEN
         PERFORM toss_billing._open_discrepancy('duplicate_charge', v_order, v_key, 'done', _recover_payment.item->>'status',
                                                v_amount, v_amount,
-                                               pg_catalog.jsonb_build_object('subscription_id', v_sub.id,
+                                               pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                                                                             'subscription_id', v_sub.id,
                                                                              'period_number', v_m[2]::integer,
+                                                                             'invoice_id', v_inv.id,
                                                                              'other_payment_id', v_duplicate,
-                                                                             'hint', 'The period was charged twice; refund one of them with toss_billing.toss_cancel().'));
+                                                                             'hint', CASE WHEN v_m IS NOT NULL
+                                                                                 THEN 'The period was charged twice; refund one of them with toss_billing.toss_cancel().'
+                                                                                 ELSE 'The invoice was charged twice; refund one of them with toss_billing.toss_cancel().' END)));
         PERFORM toss_billing._event(v_sub.id, 'alert', v_sub.status, v_sub.status,
-                                    'a second payment for a period was found at toss',
+                                    CASE WHEN v_m IS NOT NULL THEN 'a second payment for a period was found at toss'
+                                         ELSE 'a second payment for an invoice was found at toss' END,
                                     toss_billing.subscription_now(v_sub.id),
-                                    pg_catalog.jsonb_build_object('period_number', v_m[2]::integer, 'order_id', v_order,
-                                                                  'other_payment_id', v_duplicate, 'amount', v_amount),
+                                    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                                        'period_number', v_m[2]::integer, 'invoice_id', v_inv.id, 'order_id', v_order,
+                                        'other_payment_id', v_duplicate, 'amount', v_amount)),
                                     v_id);
     END IF;
     RETURN v_id;
@@ -464,14 +531,18 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- open discrepancies whose evidence was looked at again and is consistent now
+    -- open discrepancies whose evidence was looked at again and is consistent
+    -- now (not the amount_mismatch of a recovered payment: the ledger row
+    -- agrees with Toss, but Toss approved another amount than its
+    -- obligation charges, which only a person can settle)
     UPDATE toss_billing.discrepancies d
        SET resolved_at = pg_catalog.now(),
            detail = COALESCE(d.detail, '{}'::jsonb) || pg_catalog.jsonb_build_object('resolved_by', 'reconcile')
      WHERE d.resolved_at IS NULL
        AND (d.order_id || E'\n' || d.kind) <> ALL (v_found)
        AND ((d.kind = ANY (ARRAY['state_mismatch', 'amount_mismatch', 'payment_key_mismatch', 'missing_in_ledger'])
-             AND d.order_id = ANY (v_item_orders))
+             AND d.order_id = ANY (v_item_orders)
+             AND NOT (d.kind = 'amount_mismatch' AND d.detail->>'source' IS NOT DISTINCT FROM 'reconcile'))
             OR (d.kind = 'missing_at_toss' AND (d.order_id = ANY (v_approval_orders) OR d.order_id = ANY (v_window_orders)))
             OR (d.kind = ANY (ARRAY['cancel_missing', 'cancel_amount_mismatch'])
                 AND d.detail->>'transaction_key' = ANY (v_cancel_keys)));

@@ -147,17 +147,97 @@ SELECT f.day, f.merchant, pg_catalog.sum(f.payments)::bigint AS payments, pg_cat
   FROM flows f
  GROUP BY f.day, f.merchant;
 
+-- A subscription's monthly recurring revenue as of a time ("at"; NULL:
+-- now): the recurring amount its next period invoice charges then -- the
+-- plan line (price x quantity) less the coupon's discount on it, with the
+-- consent rule's outcome (an increase without a valid consent: the old
+-- amount kept), i.e. invoices.recurring_amount; no usage, one-off items,
+-- prorations or carried amounts -- normalised to a month by that invoice's
+-- plan (month x 1, year / 12, week x 52 / 12, day x 365 / 12, over the
+-- interval count).  The next period invoice as of "at" is the subscription's
+-- first period invoice not finalised before it: as it was finalised (what it
+-- charged, exactly), else -- not finalised yet, or "at" is now -- as
+-- _preview_period composes it now (what preview_invoice shows).  A
+-- subscription that will have no next period invoice (canceled, or its
+-- next one canceled by the consent rule) counts the recurring amount of the
+-- last period invoice finalised before "at".  Whether the subscription
+-- counts at all (its status then) is the caller's.  Writes nothing.
+CREATE OR REPLACE FUNCTION toss_billing._mrr(subscription_id bigint, "at" timestamptz DEFAULT NULL)
+RETURNS numeric
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sub toss_billing.subscriptions;
+    v_amount bigint;
+    v_plan bigint;
+    r toss_billing.invoice_preview;
+BEGIN
+    IF _mrr.subscription_id IS NULL THEN
+        RAISE EXCEPTION 'subscription_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO v_sub FROM toss_billing.subscriptions s WHERE s.id = _mrr.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', _mrr.subscription_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT pg_catalog.isfinite(_mrr.at) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    -- the next period invoice, as finalised
+    IF _mrr.at IS NOT NULL THEN
+        SELECT i.recurring_amount, i.plan_id INTO v_amount, v_plan
+          FROM toss_billing.invoices i
+         WHERE i.subscription_id = v_sub.id AND i.kind = 'period' AND i.status <> 'draft'
+           AND i.finalized_at >= _mrr.at AND i.recurring_amount IS NOT NULL
+         ORDER BY i.period_number
+         LIMIT 1;
+    END IF;
+    -- not finalised yet: as it would be finalised now
+    IF v_amount IS NULL AND v_sub.status <> 'canceled' THEN
+        r := toss_billing._preview_period(v_sub, toss_billing._next_period(v_sub));
+        v_amount := r.recurring_amount;
+        v_plan := r.plan_id;
+    END IF;
+    -- none to come: the last one
+    IF v_amount IS NULL THEN
+        SELECT i.recurring_amount, i.plan_id INTO v_amount, v_plan
+          FROM toss_billing.invoices i
+         WHERE i.subscription_id = v_sub.id AND i.kind = 'period' AND i.status <> 'draft'
+           AND (_mrr.at IS NULL OR i.finalized_at < _mrr.at) AND i.recurring_amount IS NOT NULL
+         ORDER BY i.period_number DESC
+         LIMIT 1;
+    END IF;
+    IF v_amount IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN (SELECT v_amount::numeric
+                   * CASE pl.interval_unit WHEN 'month' THEN 1.0 WHEN 'year' THEN 1.0 / 12
+                                           WHEN 'week' THEN 52.0 / 12 WHEN 'day' THEN 365.0 / 12 END
+                   / pl.interval_count
+              FROM toss_billing.plans pl WHERE pl.id = v_plan);
+END;
+$$;
+
 -- Monthly recurring revenue at each month's end (toss_billing.
 -- report_time_zone) from the month of the first subscription to now (the
 -- current month: as of now), and how it moved: each subscription's MRR at
 -- the end of the month against the end of the month before.  A
 -- subscription counts while active or past_due (trialing, paused, unpaid
--- and canceled count 0), at its amount_override or its plan's price
--- normalised to a month (year / 12, week * 52 / 12, day * 365 / 12, over
--- the interval count).  new: from 0, never counted before; reactivated:
--- from 0, counted before; expansion / contraction: up / down; churned: to
--- 0.  mrr = the previous month's mrr + new + expansion + contraction +
--- churned + reactivated (each rounded to the won).
+-- and canceled count 0), at what toss_billing._mrr says: the recurring
+-- amount of its next period invoice as of the month's end (now, for the
+-- current month) -- the plan's price (or its own) x its quantity (seats),
+-- less a coupon's discount on it for as long as the coupon discounts that
+-- invoice, and the old amount where the consent rule keeps it -- as that
+-- invoice was finalised, or, not finalised yet, as preview_invoice
+-- composes it now; usage, one-off items, prorations and carried amounts
+-- are not recurring and never count.  Normalised to a month (year / 12,
+-- week * 52 / 12, day * 365 / 12, over the interval count).  A change
+-- counts from the month's end its next invoice charges it at (a change
+-- scheduled for the next period, from the month it was made in).  new: from
+-- 0, never counted before; reactivated: from 0, counted before; expansion /
+-- contraction: up / down; churned: to 0.  mrr = the previous month's mrr +
+-- new + expansion + contraction + churned + reactivated (each rounded to
+-- the won).
 CREATE OR REPLACE VIEW toss_billing.mrr AS
 WITH params AS (
     SELECT COALESCE(NULLIF(pg_catalog.current_setting('toss_billing.report_time_zone', true), ''), 'Asia/Seoul') AS tz,
@@ -173,24 +253,13 @@ months AS (
 state AS (
     SELECT mo.month, mo.month_end, mo.now_at, mo.tz, mo.current, s.id AS subscription_id,
            CASE WHEN (CASE WHEN mo.current THEN s.status ELSE st.status END) = ANY (ARRAY['active', 'past_due'])
-                THEN COALESCE(s.amount_override, pl.amount)::numeric
-                     * CASE pl.interval_unit WHEN 'month' THEN 1.0 WHEN 'year' THEN 1.0 / 12
-                                             WHEN 'week' THEN 52.0 / 12 WHEN 'day' THEN 365.0 / 12 END
-                     / pl.interval_count
+                THEN toss_billing._mrr(s.id, CASE WHEN NOT mo.current THEN mo.month_end END)
                 ELSE 0 END AS mrr
       FROM months mo
      CROSS JOIN toss_billing.subscriptions s
       LEFT JOIN LATERAL (SELECT e.to_status AS status FROM toss_billing.events e
                           WHERE e.subscription_id = s.id AND e.to_status IS NOT NULL AND e.occurred_at < mo.month_end
-                          ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) st ON NOT mo.current
-      LEFT JOIN LATERAL (SELECT (e.detail->>'to_plan_id')::bigint AS plan_id FROM toss_billing.events e
-                          WHERE e.subscription_id = s.id AND e.type = 'plan_changed' AND e.occurred_at < mo.month_end
-                          ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) pc ON NOT mo.current
-      LEFT JOIN LATERAL (SELECT (e.detail->>'plan_id')::bigint AS plan_id FROM toss_billing.events e
-                          WHERE e.subscription_id = s.id AND e.type = 'created'
-                          ORDER BY e.id LIMIT 1) cr ON NOT mo.current
-      JOIN toss_billing.plans pl ON pl.id = CASE WHEN mo.current THEN s.plan_id
-                                                 ELSE COALESCE(pc.plan_id, cr.plan_id, s.plan_id) END),
+                          ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) st ON NOT mo.current),
 moves AS (
     SELECT st.*,
            COALESCE(pg_catalog.lag(st.mrr) OVER w, 0) AS prev,
@@ -221,7 +290,10 @@ SELECT m.month, m.current, LEAST(m.month_end, m.now_at) AS as_of,
 -- a subscription that was active or past_due and became canceled or
 -- unpaid, voluntary (canceled by request or at its period's end) or
 -- involuntary (dunning exhausted: unpaid, or canceled by the dunning
--- policy), with its MRR at that moment; the rates are against the month's
+-- policy), with its MRR at that moment as the mrr view counts it
+-- (toss_billing._mrr: the recurring amount of its next period invoice then
+-- -- seats, coupons and the consent rule's kept amount included; for one
+-- canceled, the last period invoice's); the rates are against the month's
 -- start (the mrr view's figures at the previous month's end).  Unlike the
 -- mrr view's churned_mrr (month end against month end), every loss counts
 -- here, also one won back within the month.
@@ -231,21 +303,9 @@ WITH zone AS (
 lost AS (
     SELECT (pg_catalog.date_trunc('month', e.occurred_at AT TIME ZONE z.tz))::date AS month, e.subscription_id,
            CASE WHEN e.reason = 'dunning exhausted' THEN 'involuntary' ELSE 'voluntary' END AS kind,
-           COALESCE(s.amount_override, pl.amount)::numeric
-               * CASE pl.interval_unit WHEN 'month' THEN 1.0 WHEN 'year' THEN 1.0 / 12
-                                       WHEN 'week' THEN 52.0 / 12 WHEN 'day' THEN 365.0 / 12 END
-               / pl.interval_count AS mrr
+           toss_billing._mrr(e.subscription_id, e.occurred_at) AS mrr
       FROM toss_billing.events e
      CROSS JOIN zone z
-      JOIN toss_billing.subscriptions s ON s.id = e.subscription_id
-      LEFT JOIN LATERAL (SELECT (x.detail->>'to_plan_id')::bigint AS plan_id FROM toss_billing.events x
-                          WHERE x.subscription_id = e.subscription_id AND x.type = 'plan_changed'
-                            AND (x.occurred_at, x.id) < (e.occurred_at, e.id)
-                          ORDER BY x.occurred_at DESC, x.id DESC LIMIT 1) pc ON true
-      LEFT JOIN LATERAL (SELECT (x.detail->>'plan_id')::bigint AS plan_id FROM toss_billing.events x
-                          WHERE x.subscription_id = e.subscription_id AND x.type = 'created'
-                          ORDER BY x.id LIMIT 1) cr ON true
-      JOIN toss_billing.plans pl ON pl.id = COALESCE(pc.plan_id, cr.plan_id, s.plan_id)
      WHERE e.type = 'status_changed' AND e.to_status = ANY (ARRAY['canceled', 'unpaid'])
        AND e.from_status = ANY (ARRAY['active', 'past_due'])),
 starts AS (
@@ -502,6 +562,7 @@ AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION toss_billing.version(), toss_billing._library_version() TO toss_billing_operator;
+GRANT EXECUTE ON FUNCTION toss_billing._mrr(bigint, timestamptz) TO toss_billing_operator, toss_billing_auditor;
 GRANT SELECT ON toss_billing.subscription_info, toss_billing.revenue_daily, toss_billing.mrr, toss_billing.churn_monthly,
                 toss_billing.failures_by_code, toss_billing.upcoming_renewals, toss_billing.dunning,
                 toss_billing.refunds, toss_billing.reconcile_coverage, toss_billing.settings

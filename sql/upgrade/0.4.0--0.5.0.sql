@@ -760,6 +760,15 @@ UPDATE toss_billing.payments p SET invoice_id = i.id
    AND i.period_number OPERATOR(pg_catalog.=) p.period_number;
 -- ==================================================================== end of invoices (issue 14)
 
+-- ==================================================================== invoice fixes (review findings)
+-- A consent requirement restated at another quantity (set_quantity) names
+-- the first requirement of the same price change (34_consent).
+ALTER TABLE toss_billing.consent_requirements
+    ADD COLUMN restated_from bigint REFERENCES toss_billing.consent_requirements (id);
+CREATE INDEX consent_requirements_restated ON toss_billing.consent_requirements (restated_from)
+    WHERE restated_from IS NOT NULL;
+-- ==================================================================== end of invoice fixes
+
 -- @after-code
 
 CREATE EVENT TRIGGER toss_billing_drop_guard ON ddl_command_start
