@@ -944,10 +944,13 @@ toss_job_charge_recorded(EngineJob *j, bool parked, const char *why)
 			j->retry_at = 0;
 			return;
 		}
+		/* a charge-now call has no order id of the caller's: the last one tried */
 		toss_job_set_error(&j->result, ERRCODE_TOSS_TRANSIENT,
-						   psprintf("toss refused the order ids of charge %s", j->job.order_id),
+						   psprintf("toss refused the order ids of charge %s",
+									j->job.order_id[0] ? j->job.order_id : (j->in.order_id ? j->in.order_id : "")),
 						   pstrdup("Toss answered DUPLICATED_ORDER_ID to three order ids of this obligation, each with only a failed payment under it. Nothing was charged."),
-						   pstrdup("Retry later with the same order id."));
+						   pstrdup(j->job.kind == TOSS_JOB_CHARGE ? "Retry later with the same order id." :
+								   "Retry later: the obligation is charged under its next order id."));
 		j->step = STEP_DONE;
 		return;
 	}
