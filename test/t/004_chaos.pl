@@ -113,7 +113,16 @@ sub chaos
 	# crash loop: until enough crashes AND the work is done, under the faults
 	my ($kills, $stops, $replaced) = (0, 0, 0);
 	my $deadline = time + 200;
-	while (($kills + $stops < $crashes_wanted || $work_left->() > 0) && time < $deadline)
+	# the declining customers' cards are replaced once each has been declined
+	# (whatever the machine's speed: a slow run may reach them late)
+	my $declined = sub {
+		return $node->safe_psql('postgres', sprintf(q{
+			SELECT count(DISTINCT c.id) FROM toss_billing.customers c
+			  JOIN toss_billing.attempts a ON a.customer_id = c.id
+			 WHERE c.customer_key IN (%s) AND a.state = 'failed'},
+			join(', ', map { sprintf("'ch-%03d'", $_) } @declining)));
+	};
+	while (($kills + $stops < $crashes_wanted || !$replaced || $work_left->() > 0) && time < $deadline)
 	{
 		if ($kills + $stops >= $crashes_wanted)
 		{
@@ -152,7 +161,7 @@ sub chaos
 		  if $crashes % 4 == 0 && $crashes < $crashes_wanted;
 		# half-way, the declining customers get cards that work: their open
 		# periods are retried under the order ids Toss saw declined
-		if (!$replaced && $crashes >= $crashes_wanted / 2)
+		if (!$replaced && $crashes >= $crashes_wanted / 2 && $declined->() == scalar @declining)
 		{
 			for my $i (@declining)
 			{
@@ -162,6 +171,7 @@ sub chaos
 				$node->safe_psql('postgres', "SELECT toss_billing.card_replaced('$c')");
 			}
 			$replaced = 1;
+			note("$mode: the declining cards replaced after $crashes crashes");
 		}
 	}
 	my $crashes = $kills + $stops;
@@ -264,6 +274,7 @@ sub chaos
 	my $paid_periods = $node->safe_psql('postgres',
 		"SELECT count(*) FROM toss_billing.payments WHERE state = 'done' AND subscription_id IS NOT NULL");
 	cmp_ok($paid_periods, '>=', 3 * $subscriptions, "$mode: $paid_periods subscription periods paid, at least 3 each");
+	ok($replaced, "$mode: the declining customers were declined, then got cards that work");
 	my $generations = $node->safe_psql('postgres',
 		'SELECT count(*) FROM toss_billing.payments WHERE generation > 1');
 	if ($mode eq 'refuse')
