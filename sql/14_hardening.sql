@@ -29,8 +29,10 @@ SELECT p.oid::regprocedure AS missing_search_path
 -- An operator plants, in its own pg_temp, a domain over every type the
 -- extension uses whose check runs a function of the operator's, tables and
 -- functions named like the extension's, and operators; then calls every
--- SECURITY DEFINER function of the extension (enumerated, so a new one is
--- covered too), once with NULLs and once with plausible arguments.  If any
+-- SECURITY DEFINER function of the extension, and every C function an
+-- operator may call (those that reach Toss hand their work to the engine,
+-- whose worker runs its SQL as the owner) -- enumerated, so a new one is
+-- covered too -- once with NULLs and once with plausible arguments.  If any
 -- of the planted objects ran as the extension's owner, the sequence the
 -- operator may not use would have moved.
 CREATE SEQUENCE public.tb_escalated;
@@ -39,6 +41,9 @@ SELECT customer_key FROM toss_billing.create_customer(NULL, NULL, 'cust-hard');
 SELECT id AS hard_plan FROM toss_billing.create_plan('강화 테스트', 1000) \gset
 SELECT id AS hard_sub FROM toss_billing.create_subscription('cust-hard', :hard_plan, now() + interval '1 day') \gset
 SELECT set_config('tb.sub', :'hard_sub', false) IS NOT NULL AS set, set_config('tb.plan', :'hard_plan', false) IS NOT NULL AS set;
+-- an invoice to charge: the one-off line of the subscription's first draft
+SELECT invoice_id AS hard_invoice FROM toss_billing.add_invoice_item(:hard_sub, 5000, '강화 항목') \gset
+SELECT set_config('tb.invoice', :'hard_invoice', false) IS NOT NULL AS set;
 
 SET ROLE tb_attacker;
 CREATE FUNCTION pg_temp.evil() RETURNS boolean
@@ -108,6 +113,7 @@ BEGIN
                            WHEN i = 1 THEN format('NULL::%s', public.tb_qualified(t))
                            WHEN f.names[n] = 'subscription_id' THEN format('%s::pg_catalog.int8', current_setting('tb.sub'))
                            WHEN f.names[n] = 'plan_id' THEN format('%s::pg_catalog.int8', current_setting('tb.plan'))
+                           WHEN f.names[n] = 'invoice_id' THEN format('%s::pg_catalog.int8', current_setting('tb.invoice'))
                            WHEN f.names[n] = 'customer_key' THEN '''cust-hard''::pg_catalog.text'
                            WHEN f.names[n] = 'payload' THEN
                                '''{"eventType":"BILLING_DELETED","createdAt":"2026-01-01T00:00:00","data":{"billingKey":"k","reason":"x"}}''::pg_catalog.jsonb'
@@ -134,6 +140,67 @@ BEGIN
     RAISE NOTICE 'called % SECURITY DEFINER functions', v_calls;
 END
 $calls$;
+-- then every C function an operator may call, in a transaction of its own
+-- (the first block's calls may hold row locks until it ends, which an
+-- engine worker would wait for): the charges, issues, cancels and key
+-- deletions reach the engine, whose worker runs their SQL as the owner in a
+-- session of its own (charge_invoice_now's intent, say); the plausible
+-- arguments are refused there, before anything is sent.
+DO $c_calls$
+DECLARE
+    f record;
+    v_args pg_catalog.text;
+    v_calls pg_catalog.int4 := 0;
+    v_names pg_catalog.text[] := '{}';
+    v_state pg_catalog.text;
+BEGIN
+    SET LOCAL search_path = pg_catalog, pg_temp;
+    FOR f IN
+        SELECT p.oid, p.proname, p.proargtypes::pg_catalog.oid[] AS types,
+               COALESCE(p.proargnames, '{}'::pg_catalog.text[]) AS names
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'toss_billing'::pg_catalog.regnamespace AND NOT p.prosecdef AND p.prokind = 'f'
+           AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname OPERATOR(pg_catalog.=) 'c')
+           AND pg_catalog.has_function_privilege('toss_billing_operator', p.oid, 'EXECUTE')
+         ORDER BY p.oid
+    LOOP
+        FOR i IN 1..2 LOOP
+            SELECT string_agg(
+                       CASE
+                           WHEN i = 1 THEN format('NULL::%s', public.tb_qualified(t))
+                           WHEN f.names[n] = 'subscription_id' THEN format('%s::pg_catalog.int8', current_setting('tb.sub'))
+                           WHEN f.names[n] = 'plan_id' THEN format('%s::pg_catalog.int8', current_setting('tb.plan'))
+                           WHEN f.names[n] = 'invoice_id' THEN format('%s::pg_catalog.int8', current_setting('tb.invoice'))
+                           WHEN f.names[n] = 'customer_key' THEN '''cust-hard''::pg_catalog.text'
+                           WHEN f.names[n] = 'payload' THEN
+                               '''{"eventType":"BILLING_DELETED","createdAt":"2026-01-01T00:00:00","data":{"billingKey":"k","reason":"x"}}''::pg_catalog.jsonb'
+                           WHEN t = 'pg_catalog.text'::pg_catalog.regtype THEN '''x''::pg_catalog.text'
+                           WHEN t IN ('pg_catalog.int8'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype)
+                               THEN format('1::%s', public.tb_qualified(t))
+                           WHEN t = 'pg_catalog.bool'::pg_catalog.regtype THEN 'false'
+                           WHEN t = 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.now()'
+                           WHEN t = 'pg_catalog.interval'::pg_catalog.regtype THEN '''1 day''::pg_catalog.interval'
+                           WHEN t = 'pg_catalog.jsonb'::pg_catalog.regtype THEN '''{}''::pg_catalog.jsonb'
+                           ELSE format('NULL::%s', public.tb_qualified(t)) END,
+                       ', ' ORDER BY n)
+              INTO v_args FROM unnest(f.types) WITH ORDINALITY AS a(t, n);
+            v_state := 'ok';
+            BEGIN
+                PERFORM set_config('search_path', '', true);
+                EXECUTE format('SELECT toss_billing.%I(%s)', f.proname, COALESCE(v_args, ''));
+            EXCEPTION WHEN OTHERS THEN
+                v_state := SQLSTATE;
+            END;
+            PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+        END LOOP;
+        v_calls := v_calls + 1;
+        -- with the plausible arguments: how it answered
+        v_names := v_names OPERATOR(pg_catalog.||) pg_catalog.format('%s %s', f.proname, v_state);
+    END LOOP;
+    RAISE NOTICE 'called % C functions an operator may call: %', v_calls,
+        pg_catalog.array_to_string(ARRAY(SELECT n FROM unnest(v_names) n ORDER BY n), ', ');
+END
+$c_calls$;
 RESET ROLE;
 -- nothing planted ran with the owner's rights, and the attacker gained nothing
 SELECT last_value, is_called AS escalated FROM public.tb_escalated;

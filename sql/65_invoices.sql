@@ -1,8 +1,11 @@
 -- Invoices (issue 14): the mechanics one at a time -- preview without side
 -- effects, the grace window of a draft, one-off items (idempotent, removable
--- while draft), charge_invoice_now, prorations (immediate, next_period,
--- none, a downgrade's credit carried forward), what a failed charge of an
--- invoice of its own does, coupons' limits, and bad input.
+-- while draft), making an invoice due now (_invoice_due_now, the
+-- finalise-only half of charge_invoice_now, which 81_invoices_live charges
+-- against the emulator) and charge_invoice_now's refusals, prorations
+-- (immediate, next_period, none, a downgrade's credit carried forward), what
+-- a failed charge of an invoice of its own does, coupons' limits, and bad
+-- input.
 \set SHOW_CONTEXT never
 SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
@@ -41,11 +44,12 @@ SELECT toss_billing.delete_invoice_item(:mistake);
 SELECT * FROM pg_temp.preview(:a);
 SELECT status, kind, period_number FROM toss_billing.invoices WHERE subscription_id = :a ORDER BY id;
 
--- charge_invoice_now on the next period's draft bills its one-off lines now,
--- on an invoice of their own (the period's lines stay for its start); the
--- runner charges it under obligation invoice:<id>
+-- the next period's draft made due now bills its one-off lines now, on an
+-- invoice of their own (the period's lines stay for its start); the runner
+-- charges it under obligation invoice:<id>.  charge_invoice_now refuses
+-- the draft left with its period's own lines, and the paid invoice.
 SELECT id AS draft FROM toss_billing.invoices WHERE subscription_id = :a AND status = 'draft' \gset
-SELECT kind, status, description, amount_due, next_attempt_at FROM toss_billing.charge_invoice_now(:draft);
+SELECT kind, status, description, amount_due, next_attempt_at FROM toss_billing._invoice_due_now(:draft);
 SELECT * FROM pg_temp.run('done');
 SELECT i.kind, i.status, p.obligation = 'invoice:' || i.id AS own_obligation, p.order_id ~ ('^inv' || i.id || '-a1-') AS order_id,
        p.amount, p.state
@@ -100,7 +104,7 @@ SELECT * FROM pg_temp.lines(:b);
 -- a charge of an invoice of its own that Toss declines: the invoice is
 -- voided and its total carried to the next period's invoice (a transient
 -- failure is retried after the policy's backoff instead)
-SELECT (toss_billing.charge_invoice_now((toss_billing.add_invoice_item(:b, 4000, '컨설팅 1시간')).invoice_id)).status;
+SELECT (toss_billing._invoice_due_now((toss_billing.add_invoice_item(:b, 4000, '컨설팅 1시간')).invoice_id)).status;
 SELECT * FROM pg_temp.run('transient');
 SELECT status, next_attempt_at FROM toss_billing.invoices WHERE subscription_id = :b AND kind = 'one_off';
 SELECT * FROM pg_temp.run('done');
@@ -108,6 +112,9 @@ SELECT toss_billing.advance_clock('10 minutes');
 SELECT * FROM pg_temp.run('declined');
 SELECT status, total, carried_forward, amount_due, status_reason FROM toss_billing.invoices
  WHERE subscription_id = :b AND kind = 'one_off';
+-- a void invoice is not charged again: what it owed is on the next invoice
+SELECT pg_temp.err(format('SELECT toss_billing.charge_invoice_now(%s)',
+                               (SELECT id FROM toss_billing.invoices WHERE subscription_id = :b AND kind = 'one_off')));
 SELECT kind, amount, description FROM pg_temp.preview(:b) WHERE kind = 'carried';
 SELECT customer_key, type, reason FROM pg_temp.new_events() WHERE customer_key = 'in-b' AND type LIKE 'invoice%';
 

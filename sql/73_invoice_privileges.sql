@@ -22,7 +22,8 @@ SELECT p.proname, p.prosecdef AS definer,
                               'record_consent', 'set_invoice_policy', '_finalize_due', '_finalize_period_invoice',
                               '_finalize_invoice', '_compose', '_write_invoice', '_settle_invoices', '_close_invoices',
                               '_review_consent', '_consent_for', '_consent_notices', '_change_now', '_usage_lines',
-                              '_meter_price', '_coupon_discount', '_won', '_recurring'])
+                              '_meter_price', '_coupon_discount', '_won', '_recurring', '_invoice_due_now',
+                              '_charge_invoice_now_intent'])
  ORDER BY 1;
 SELECT c.relname,
        has_table_privilege('tb_inv_clerk', c.oid, 'SELECT') AS operator_reads,
@@ -60,6 +61,8 @@ VALUES (:sub, 'forged', 1, 1, 1, now());
 UPDATE toss_billing.coupons SET times_redeemed = 0;
 SELECT toss_billing.set_invoice_policy(grace_period => '1 hour');
 SELECT toss_billing._finalize_due(10);
+SELECT toss_billing._invoice_due_now(1);
+SELECT toss_billing._charge_invoice_now_intent(1, current_user);
 SELECT toss_billing._review_consent(:sub);
 RESET ROLE;
 

@@ -112,7 +112,7 @@ PG_FUNCTION_INFO_V1(toss_engine_workers_sql);
 #define START_STALE_MS 10000	/* a registered worker that never came up */
 #define IDLE_EXIT_MS 60000
 #define ORPHAN_EXIT_MS 500		/* idle, and no client session in the database */
-#define KINDS 5
+#define KINDS ((int) TOSS_JOB_CHARGE_INVOICE + 1)	/* one per TossJobKind */
 #define BUSY_WAIT_MS 50			/* a call queued this long asks for another worker */
 
 typedef enum SlotState

@@ -1,7 +1,7 @@
 /*
  * functions.c — the SQL-callable entry points that change something at
  * Toss: toss_issue_billing_key, toss_charge, charge_subscription_now,
- * toss_cancel and toss_delete_billing_key.  (Read-only calls are in lookups.c, the runner in
+ * charge_invoice_now, toss_cancel and toss_delete_billing_key.  (Read-only calls are in lookups.c, the runner in
  * runner.c.)
  *
  * Each function validates its arguments (every rule is checked here, before
@@ -37,6 +37,7 @@
 PG_FUNCTION_INFO_V1(toss_issue_billing_key);
 PG_FUNCTION_INFO_V1(toss_charge);
 PG_FUNCTION_INFO_V1(toss_charge_subscription_now);
+PG_FUNCTION_INFO_V1(toss_charge_invoice_now);
 PG_FUNCTION_INFO_V1(toss_cancel);
 PG_FUNCTION_INFO_V1(toss_delete_billing_key);
 
@@ -357,6 +358,37 @@ toss_charge_subscription_now(PG_FUNCTION_ARGS)
 	if (!result.ok)
 		raise_job_error(&result);
 	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge of subscription", id));
+}
+
+/* ---- charge_invoice_now(invoice_id) ---- */
+
+/*
+ * Charges an invoice at once, e.g. an upgrade's immediate proration: an
+ * invoice of its own under its order (obligation invoice:<id>), claimed as
+ * the runner claims it; a period invoice as its subscription's period (as
+ * charge_subscription_now).  The worker checks the invoice and records the
+ * intent before the POST and the outcome after it; the caller gets the
+ * Payment, or the error of the charge.
+ */
+Datum
+toss_charge_invoice_now(PG_FUNCTION_ARGS)
+{
+	int64		invoice_id = required_int8(fcinfo, 0, "invoice_id");
+	TossJob		job;
+	TossJobResult result;
+	TupleDesc	tupdesc;
+	char	   *id = psprintf(INT64_FORMAT, invoice_id);
+
+	toss_require_root_key();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "charge_invoice_now must return a composite type");
+
+	init_job(&job, TOSS_JOB_CHARGE_INVOICE, "");
+	job.invoice_id = invoice_id;
+	toss_engine_call(&job, &result);
+	if (!result.ok)
+		raise_job_error(&result);
+	PG_RETURN_DATUM(payment_result(result.payload, tupdesc, "charge of invoice", id));
 }
 
 /* ---- toss_cancel(payment, reason, amount) ---- */

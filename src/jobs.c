@@ -1,7 +1,8 @@
 /*
  * jobs.c — the steps of toss_billing's calls, run inside an engine worker
- * (engine.c): issuing a billing key, a charge (a toss_charge, or a
- * subscription's open period for charge_subscription_now), a cancel
+ * (engine.c): issuing a billing key, a charge (a toss_charge, a
+ * subscription's open period for charge_subscription_now, or an invoice for
+ * charge_invoice_now), a cancel
  * (refund) and a key deletion.  Each call goes intent -> request(s) -> outcome; the engine
  * runs the steps of many calls at once and decides when each runs.
  *
@@ -92,6 +93,8 @@ toss_job_kind_name(TossJobKind kind)
 			return "toss_delete_billing_key";
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			return "charge_subscription_now";
+		case TOSS_JOB_CHARGE_INVOICE:
+			return "charge_invoice_now";
 	}
 	return "unknown";
 }
@@ -113,6 +116,8 @@ toss_job_describe(const EngineJob *j)
 			return psprintf("toss_delete_billing_key for customer %s", j->job.customer_key);
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
 			return psprintf("charge_subscription_now of subscription " INT64_FORMAT, j->job.subscription_id);
+		case TOSS_JOB_CHARGE_INVOICE:
+			return psprintf("charge_invoice_now of invoice " INT64_FORMAT, j->job.invoice_id);
 	}
 	return pstrdup("unknown call");
 }
@@ -250,6 +255,12 @@ intent_charge(EngineJob *j)
 											  in, &j->sc);
 		j->amount = j->sc.amount;
 	}
+	else if (j->job.kind == TOSS_JOB_CHARGE_INVOICE)
+	{
+		/* the same, for an invoice (a period invoice: its subscription's period) */
+		toss_store_invoice_charge_intent(j->job.invoice_id, j->job.requested_by, j->job.timeout_ms, in, &j->sc);
+		j->amount = j->sc.amount;
+	}
 	else
 	{
 		if (j->job.order_id[0] == '\0')
@@ -275,6 +286,16 @@ intent_charge(EngineJob *j)
 						   psprintf("Order %s of the period is in flight or its outcome is being resolved (by the runner or another call).",
 									in->order_id ? in->order_id : "(none)"),
 						   pstrdup("Wait for its outcome: LISTEN toss_billing_events, or poll toss_billing.subscription_info; do not charge the period another way."));
+		j->step = STEP_DONE;
+		return;
+	}
+	if (strcmp(in->action, "busy") == 0 && j->job.kind == TOSS_JOB_CHARGE_INVOICE)
+	{
+		toss_job_set_error(&j->result, ERRCODE_TOSS_OUTCOME_UNKNOWN,
+						   psprintf("invoice " INT64_FORMAT " is being charged", j->job.invoice_id),
+						   psprintf("Order %s of the invoice is in flight or its outcome is being resolved (by the runner or another call).",
+									in->order_id ? in->order_id : "(none)"),
+						   pstrdup("Wait for its outcome: LISTEN toss_billing_events, or poll toss_billing.invoices; do not charge the invoice another way."));
 		j->step = STEP_DONE;
 		return;
 	}
@@ -327,6 +348,7 @@ toss_job_intent(EngineJob *j)
 			break;
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			intent_charge(j);
 			break;
 		case TOSS_JOB_CANCEL:
@@ -356,7 +378,7 @@ charge_request(EngineJob *j)
 			.customer_name = j->job.has_customer_name ? j->job.customer_name : NULL,
 		};
 
-		if (j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
+		if (j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION || j->job.kind == TOSS_JOB_CHARGE_INVOICE)
 		{
 			creq.customer_key = j->sc.customer_key;
 			creq.amount = j->sc.amount;
@@ -389,6 +411,7 @@ build_request(EngineJob *j)
 			break;
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			charge_request(j);
 			break;
 		case TOSS_JOB_CANCEL:
@@ -409,7 +432,8 @@ toss_job_after_intent(EngineJob *j)
 {
 	if (j->step == STEP_DONE)
 		return;
-	if (j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION)
+	if (j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION ||
+		j->job.kind == TOSS_JOB_CHARGE_INVOICE)
 	{
 		j->expect.order_id = j->in.order_id;
 		j->expect.amount = j->amount;
@@ -498,6 +522,7 @@ toss_job_reply(EngineJob *j, TossHttpResponse *resp)
 	{
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			reply_charge(j, resp);
 			return;
 		case TOSS_JOB_ISSUE:
@@ -546,7 +571,8 @@ toss_job_reply(EngineJob *j, TossHttpResponse *resp)
 bool
 toss_job_records_outcome_batched(EngineJob *j)
 {
-	return j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION;
+	return j->job.kind == TOSS_JOB_CHARGE || j->job.kind == TOSS_JOB_CHARGE_SUBSCRIPTION ||
+		j->job.kind == TOSS_JOB_CHARGE_INVOICE;
 }
 
 static void
@@ -725,6 +751,7 @@ toss_job_outcome(EngineJob *j)
 			break;
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			elog(ERROR, "charges are recorded in batches");
 	}
 	if (j->step == STEP_OUTCOME && j->retry_at == 0)
@@ -741,6 +768,7 @@ what_of(EngineJob *j, const char **id)
 			return "billing key issue for customer";
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			*id = j->in.order_id ? j->in.order_id : j->job.order_id;
 			return "charge";
 		case TOSS_JOB_CANCEL:
@@ -766,6 +794,7 @@ park(EngineJob *j, const char *error)
 			break;
 		case TOSS_JOB_CHARGE:
 		case TOSS_JOB_CHARGE_SUBSCRIPTION:
+		case TOSS_JOB_CHARGE_INVOICE:
 			SPI_connect();
 			toss_store_park(j->in.attempt_id, error);
 			SPI_finish();
@@ -915,10 +944,13 @@ toss_job_charge_recorded(EngineJob *j, bool parked, const char *why)
 			j->retry_at = 0;
 			return;
 		}
+		/* a charge-now call has no order id of the caller's: the last one tried */
 		toss_job_set_error(&j->result, ERRCODE_TOSS_TRANSIENT,
-						   psprintf("toss refused the order ids of charge %s", j->job.order_id),
+						   psprintf("toss refused the order ids of charge %s",
+									j->job.order_id[0] ? j->job.order_id : (j->in.order_id ? j->in.order_id : "")),
 						   pstrdup("Toss answered DUPLICATED_ORDER_ID to three order ids of this obligation, each with only a failed payment under it. Nothing was charged."),
-						   pstrdup("Retry later with the same order id."));
+						   pstrdup(j->job.kind == TOSS_JOB_CHARGE ? "Retry later with the same order id." :
+								   "Retry later: the obligation is charged under its next order id."));
 		j->step = STEP_DONE;
 		return;
 	}

@@ -332,27 +332,28 @@ toss_store_charge_intent(const char *customer_key, int64 amount, const char *ord
 }
 
 /*
- * The first half of charge_subscription_now: the subscription's open
- * period claimed as the runner claims it (_charge_now_intent), and what the
- * request must carry.
+ * The first half of charge_subscription_now (_charge_now_intent: the
+ * subscription's open period claimed as the runner claims it) or of
+ * charge_invoice_now (_charge_invoice_now_intent: the invoice, likewise), and
+ * what the request must carry.  function is one of those two.
  */
-void
-toss_store_subscription_charge_intent(int64 subscription_id, const char *requested_by, int timeout_ms,
-									  TossChargeIntent *out, TossSubscriptionCharge *req)
+static void
+charge_now_intent(const char *function, int64 id, const char *requested_by, int timeout_ms,
+				  TossChargeIntent *out, TossSubscriptionCharge *req)
 {
 	Args		a = {0};
 	MemoryContext outer = CurrentMemoryContext;
 
 	SPI_connect();
-	arg_int8(&a, subscription_id);
+	arg_int8(&a, id);
 	arg_text(&a, requested_by);
 	arg_interval_ms(&a, timeout_ms);
-	if (run("SELECT action, payment_id, attempt_id, toss_order_id, idempotency_key, billing_key_id, merchant, "
-			"encrypted_key, mid, payment::pg_catalog.text, attempt_created_at, may_repost, "
-			"customer_key, amount, tax_free_amount, order_name, customer_email, customer_name "
-			"FROM toss_billing._charge_now_intent($1, $2::pg_catalog.name, $3)",
+	if (run(psprintf("SELECT action, payment_id, attempt_id, toss_order_id, idempotency_key, billing_key_id, merchant, "
+					 "encrypted_key, mid, payment::pg_catalog.text, attempt_created_at, may_repost, "
+					 "customer_key, amount, tax_free_amount, order_name, customer_email, customer_name "
+					 "FROM toss_billing.%s($1, $2::pg_catalog.name, $3)", function),
 			&a, SPI_OK_SELECT) != 1)
-		elog(ERROR, "toss_billing._charge_now_intent returned no row");
+		elog(ERROR, "toss_billing.%s returned no row", function);
 	read_charge_intent(outer, out);
 	memset(req, 0, sizeof(*req));
 	req->customer_key = copy_text(outer, 13);
@@ -362,6 +363,20 @@ toss_store_subscription_charge_intent(int64 subscription_id, const char *request
 	req->customer_email = copy_text(outer, 17);
 	req->customer_name = copy_text(outer, 18);
 	SPI_finish();
+}
+
+void
+toss_store_subscription_charge_intent(int64 subscription_id, const char *requested_by, int timeout_ms,
+									  TossChargeIntent *out, TossSubscriptionCharge *req)
+{
+	charge_now_intent("_charge_now_intent", subscription_id, requested_by, timeout_ms, out, req);
+}
+
+void
+toss_store_invoice_charge_intent(int64 invoice_id, const char *requested_by, int timeout_ms,
+								 TossChargeIntent *out, TossSubscriptionCharge *req)
+{
+	charge_now_intent("_charge_invoice_now_intent", invoice_id, requested_by, timeout_ms, out, req);
 }
 
 /* The columns an intent of a charge returns first, from row 0. */

@@ -67,7 +67,7 @@ typedef struct TossChargeIntent
 	bool		may_repost;		/* lookup: post the same request again if Toss has no record */
 } TossChargeIntent;
 
-/* What charge_subscription_now posts for the period it claimed. */
+/* What charge_subscription_now (or charge_invoice_now) posts for what it claimed. */
 typedef struct TossSubscriptionCharge
 {
 	char	   *customer_key;
@@ -129,6 +129,9 @@ extern void toss_store_charge_intent(const char *customer_key, int64 amount, con
 extern void toss_store_subscription_charge_intent(int64 subscription_id, const char *requested_by,
 												  int timeout_ms, TossChargeIntent *out,
 												  TossSubscriptionCharge *req);
+extern void toss_store_invoice_charge_intent(int64 invoice_id, const char *requested_by,
+											 int timeout_ms, TossChargeIntent *out,
+											 TossSubscriptionCharge *req);
 extern void toss_store_park(int64 attempt_id, const char *error);
 
 extern void toss_store_key_hash(int64 id, bytea *hash);

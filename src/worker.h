@@ -18,7 +18,8 @@ typedef enum TossJobKind
 	TOSS_JOB_CHARGE,
 	TOSS_JOB_CANCEL,
 	TOSS_JOB_DELETE_KEY,
-	TOSS_JOB_CHARGE_SUBSCRIPTION
+	TOSS_JOB_CHARGE_SUBSCRIPTION,
+	TOSS_JOB_CHARGE_INVOICE
 } TossJobKind;
 
 typedef struct TossJob
@@ -49,6 +50,8 @@ typedef struct TossJob
 	bool		has_amount;
 	/* charge_subscription_now */
 	int64		subscription_id;
+	/* charge_invoice_now */
+	int64		invoice_id;
 } TossJob;
 
 /* What the engine sends back. */

@@ -1163,19 +1163,27 @@ BEGIN
 END;
 $$;
 
--- Finalises and charges an invoice at once:
+-- Makes an invoice due now, for the runner to charge on its next run (the
+-- finalise-only half of charge_invoice_now, 62_charge_now, which then
+-- charges it at once itself):
 --   a draft proration or one-off invoice: finalised, due now
 --   the subscription's next period draft: its one-off and proration lines
 --     move to a one-off invoice of their own, finalised and due now (the
 --     period's own lines stay for its start)
 --   an open non-period invoice: due now again (after a failed charge)
---   an open or uncollectible period invoice: the subscription is retried now
--- The charge itself is made by the runner (CALL toss_billing.run_due(), run
--- it after COMMIT to charge at once), under the invoice's order: committed
--- before anything is sent, exactly once.  Returns the invoice to be charged.
-CREATE OR REPLACE FUNCTION toss_billing.charge_invoice_now(invoice_id bigint)
+--   an uncollectible non-period invoice (a canceled subscription's final
+--     invoice whose charge failed): reopened (open again, due now; an
+--     explicit request to charge it is a reason to try again)
+--   an open or uncollectible period invoice of a past_due or unpaid
+--     subscription: the subscription is retried now (_retry_now: past_due,
+--     due now, dunning from the start), and an uncollectible invoice reopened
+-- Returns the invoice to be charged (the new one-off invoice for a next
+-- period's draft).  Refused: paid or void (55000), a period draft with only
+-- its period's own lines (55000).  Locks the subscription's row first, then
+-- the invoice's (the order every writer of both takes them in).
+CREATE OR REPLACE FUNCTION toss_billing._invoice_due_now(invoice_id bigint)
 RETURNS toss_billing.invoices
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1184,18 +1192,22 @@ DECLARE
     v_now timestamptz;
     v_new toss_billing.invoices;
 BEGIN
-    IF charge_invoice_now.invoice_id IS NULL THEN
+    IF _invoice_due_now.invoice_id IS NULL THEN
         RAISE EXCEPTION 'invoice_id must not be null' USING ERRCODE = '22004';
     END IF;
-    SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = charge_invoice_now.invoice_id;
+    SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = _invoice_due_now.invoice_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'invoice % does not exist', charge_invoice_now.invoice_id USING ERRCODE = 'P0002';
+        RAISE EXCEPTION 'invoice % does not exist', _invoice_due_now.invoice_id USING ERRCODE = 'P0002';
     END IF;
     v_sub := toss_billing._lock_subscription(v_inv.subscription_id);
     SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_inv.id FOR UPDATE;
     v_now := toss_billing.subscription_now(v_sub.id);
     IF v_inv.status = ANY (ARRAY['paid', 'void']) THEN
-        RAISE EXCEPTION 'invoice % is %', v_inv.id, v_inv.status USING ERRCODE = '55000';
+        RAISE EXCEPTION 'invoice % is %', v_inv.id, v_inv.status USING ERRCODE = '55000',
+            DETAIL = CASE v_inv.status
+                         WHEN 'paid' THEN 'Nothing is owed on it.'
+                         ELSE pg_catalog.format('Nothing is owed on it (%s).',
+                                                COALESCE(v_inv.status_reason, 'voided')) END;
     END IF;
     IF v_inv.status = 'draft' AND v_inv.kind <> 'period' THEN
         RETURN toss_billing._finalize_invoice(v_inv.id);
@@ -1217,13 +1229,28 @@ BEGIN
         RETURN toss_billing._finalize_invoice(v_new.id);
     END IF;
     IF v_inv.kind <> 'period' THEN
-        UPDATE toss_billing.invoices i SET next_attempt_at = v_now, updated_at = pg_catalog.now()
+        IF v_inv.status = 'uncollectible' THEN
+            PERFORM toss_billing._event(v_sub.id, 'retry_scheduled', v_sub.status, v_sub.status,
+                                        'charge requested: the uncollectible invoice is reopened', v_now,
+                                        pg_catalog.jsonb_build_object('invoice_id', v_inv.id, 'kind', v_inv.kind,
+                                                                      'uncollectible_at', v_inv.uncollectible_at));
+        END IF;
+        UPDATE toss_billing.invoices i
+           SET status = 'open', next_attempt_at = v_now, uncollectible_at = NULL,
+               status_reason = CASE WHEN i.status = 'uncollectible' THEN 'reopened: a charge was requested'
+                                    ELSE i.status_reason END,
+               updated_at = pg_catalog.now()
          WHERE i.id = v_inv.id
         RETURNING * INTO v_inv;
         RETURN v_inv;
     END IF;
     IF v_sub.status = ANY (ARRAY['past_due', 'unpaid']) AND v_inv.period_number = v_sub.period_number THEN
         PERFORM toss_billing._retry_now(ARRAY[v_sub.id], 'charge requested');
+        UPDATE toss_billing.invoices i
+           SET status = 'open', uncollectible_at = NULL, status_reason = 'reopened: a charge was requested',
+               updated_at = pg_catalog.now()
+         WHERE i.id = v_inv.id AND i.status = 'uncollectible';
+        SELECT * INTO v_inv FROM toss_billing.invoices i WHERE i.id = v_inv.id;
     END IF;
     RETURN v_inv;
 END;
@@ -1433,8 +1460,7 @@ $$;
 GRANT EXECUTE ON FUNCTION toss_billing.preview_invoice(bigint), toss_billing._next_amount(bigint, integer)
     TO toss_billing_operator, toss_billing_auditor;
 GRANT EXECUTE ON FUNCTION toss_billing.add_invoice_item(bigint, bigint, text, integer, boolean, text),
-                          toss_billing.delete_invoice_item(bigint),
-                          toss_billing.charge_invoice_now(bigint)
+                          toss_billing.delete_invoice_item(bigint)
     TO toss_billing_operator;
 GRANT SELECT ON toss_billing.invoices, toss_billing.invoice_items, toss_billing.invoice_policy
     TO toss_billing_operator, toss_billing_auditor;

@@ -47,10 +47,10 @@ $$;
 -- owed for the period (pending), under its order id, or a new one, for the
 -- invoice's amount_due and tax_free_amount -- and returns what the Toss call
 -- needs; then the same for open invoices of their own that are due
--- (next_attempt_at reached: an immediate proration, one-off items, a final
--- invoice), under obligation 'invoice:<id>'.  Rows locked by another runner
--- are skipped, and the unique index on the obligation turns any race into
--- "nothing claimed".  The caller commits before calling Toss.
+-- (_claim_invoices: next_attempt_at reached; an immediate proration, one-off
+-- items, a final invoice), under obligation 'invoice:<id>'.  Rows locked by
+-- another runner are skipped, and the unique index on the obligation turns
+-- any race into "nothing claimed".  The caller commits before calling Toss.
 -- call_timeout: the caller's timeout for one call; the attempt's deadline
 -- is twice that (the call and its lookup).
 -- only_subscription: claim that subscription's open period alone
@@ -188,9 +188,46 @@ BEGIN
         RETURN;
     END IF;
 
-    -- invoices charged under orders of their own: the latest order of the
-    -- invoice's obligation again (pending, or failed: the same order id), or
-    -- its first one
+    -- then invoices charged under orders of their own (_claim_invoices)
+    RETURN QUERY SELECT * FROM toss_billing._claim_invoices(v_limit, _claim_due.call_timeout);
+END;
+$$;
+
+-- Claims up to max_count due invoices charged under orders of their own (an
+-- immediate proration, one-off items, a final invoice: open, next_attempt_at
+-- reached on the subscription's clock, at least 100 KRW due, an active
+-- billing key, no order of it in flight, unknown, paid or held), earliest
+-- first, under obligation 'invoice:<id>': the latest order of the
+-- obligation again (pending, or failed: the same order id), or its first
+-- one; records ONE in_flight attempt for each and returns what the Toss call
+-- needs (the columns of _claim_due).  Rows locked by another transaction are
+-- skipped (SKIP LOCKED), and the unique index on the obligation turns any
+-- race into "nothing claimed".  The caller commits before calling Toss.
+-- _claim_due runs it after the subscriptions' periods; only_invoice claims
+-- that invoice alone, by the very same rules (charge_invoice_now, which
+-- makes it due first).
+CREATE OR REPLACE FUNCTION toss_billing._claim_invoices(max_count integer, call_timeout interval DEFAULT '65 seconds',
+                                                         only_invoice bigint DEFAULT NULL)
+RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
+              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
+              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_limit integer := _claim_invoices.max_count;
+    v_tag text := toss_billing._order_tag();
+    v_now timestamptz := toss_billing.now();
+    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_claim_invoices.call_timeout, '65 seconds');
+BEGIN
+    IF v_limit IS NULL OR v_limit < 0 THEN
+        RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
+    END IF;
+    IF v_limit = 0 THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH due AS (
         SELECT i.id, i.customer_id, i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
@@ -200,6 +237,7 @@ BEGIN
          WHERE i.status = 'open' AND i.next_attempt_at <= v_horizon
            AND i.next_attempt_at <= COALESCE(tc.now_at, v_now)
            AND i.kind <> 'period' AND i.amount_due >= 100
+           AND (_claim_invoices.only_invoice IS NULL OR i.id = _claim_invoices.only_invoice)
            AND EXISTS (SELECT FROM toss_billing.billing_keys bk
                         WHERE bk.customer_id = i.customer_id AND bk.status = 'active')
            AND NOT EXISTS (SELECT FROM toss_billing.payments p

@@ -166,8 +166,26 @@ sub chaos
 			for my $i (@declining)
 			{
 				my $c = sprintf('ch-%03d', $i);
-				my $ak = authkey($c, cardNumber => '4906251234123456');
-				$node->safe_psql('postgres', "SELECT toss_billing.toss_issue_billing_key('$c', '$ak')");
+				# the charges' faults match the issuance's path too (POST
+				# /v1/billing/authorizations/issue): a ghost PROVIDER_ERROR
+				# there is a definitive refusal the issuance rightly does not
+				# retry; the customer registers the card again, with a new
+				# authKey
+				my ($issued, $why) = (0, '');
+				for my $try (1 .. 5)
+				{
+					my $ak = authkey($c, cardNumber => '4906251234123456');
+					my ($rc, $out, $err) = $node->psql('postgres',
+						"SELECT status FROM toss_billing.toss_issue_billing_key('$c', '$ak')");
+					if ($rc == 0 && $out eq 'active')
+					{
+						$issued = 1;
+						last;
+					}
+					$why = $err;
+					note("$mode: the new card of $c was not registered ($err); registering it again");
+				}
+				die "$mode: the new card of $c could not be registered: $why" unless $issued;
 				$node->safe_psql('postgres', "SELECT toss_billing.card_replaced('$c')");
 			}
 			$replaced = 1;
