@@ -361,7 +361,7 @@ SELECT count(*) AS zero_or_carried_invoices_sent
 -- invoice is paid and payment_recovered and invoice_paid are recorded.
 SELECT i.id AS up_invoice, p.order_id AS up_order, p.payment_key AS up_key
   FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id
- WHERE i.kind = 'proration' \gset
+ WHERE i.kind = 'proration' AND i.subscription_id = :s_upgrade \gset
 SELECT :'up_order' = format('inv%s-a1-%s', :up_invoice, order_tag) AS invoice_order
   FROM toss_billing.installation;
 DELETE FROM toss_billing.events WHERE payment_id IN (SELECT id FROM toss_billing.payments WHERE order_id = :'up_order');
@@ -369,6 +369,7 @@ DELETE FROM toss_billing.attempts WHERE order_id = :'up_order';
 DELETE FROM toss_billing.payments WHERE order_id = :'up_order';
 UPDATE toss_billing.invoices SET status = 'open', amount_paid = 0, paid_at = NULL, next_attempt_at = finalized_at
  WHERE id = :up_invoice;
+SELECT count(*) AS discrepancies_before FROM toss_billing.open_discrepancies \gset
 SELECT max(id) AS events_before FROM toss_billing.events \gset
 SELECT now() + interval '1 minute' AS window_end \gset
 SELECT * FROM toss_billing.reconcile(:'window_start', :'window_end');
@@ -388,14 +389,15 @@ SELECT e.type, c.customer_key, e.reason, (e.detail->>'invoice_id')::bigint = :up
        e.payment_id = (SELECT id FROM toss_billing.payments WHERE order_id = :'up_order') AS payment
   FROM toss_billing.events e JOIN toss_billing.customers c ON c.id = e.customer_id
  WHERE e.id > :events_before ORDER BY e.id;
-SELECT count(*) AS open_discrepancies FROM toss_billing.open_discrepancies;
+-- (one discrepancy is open from before: the held order above)
+SELECT count(*) - :discrepancies_before AS new_discrepancies FROM toss_billing.open_discrepancies;
 -- the runner has nothing to charge for it any more; running reconcile
 -- again recovers nothing and opens nothing
 CALL toss_billing.run_due() \gset
 SELECT :claimed AS claimed;
 SELECT * FROM toss_billing.reconcile(:'window_start', :'window_end');
 SELECT count(*) AS orders, count(*) FILTER (WHERE recovered) AS recovered,
-       (SELECT count(*) FROM toss_billing.open_discrepancies) AS open_discrepancies
+       (SELECT count(*) FROM toss_billing.open_discrepancies) - :discrepancies_before AS new_discrepancies
   FROM toss_billing.payments WHERE order_id = :'up_order';
 
 \c toss_regress
