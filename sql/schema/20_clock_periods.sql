@@ -29,10 +29,12 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.test_clocks_id_seq', ''
 -- The billing clock: the frozen database clock if there is one, else now().
 CREATE OR REPLACE FUNCTION toss_billing.now()
 RETURNS timestamptz
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE((SELECT c.frozen_at FROM toss_billing.clock c), pg_catalog.now());
+BEGIN
+    RETURN COALESCE((SELECT c.frozen_at FROM toss_billing.clock c), pg_catalog.now());
+END;
 $$;
 
 -- Freezes the database clock at a given time (or moves a frozen clock there).

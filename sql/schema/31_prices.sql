@@ -351,15 +351,17 @@ $$;
 -- than the amount, so a discount never takes a total below 0.
 CREATE OR REPLACE FUNCTION toss_billing._coupon_discount(coupon_id bigint, amount bigint)
 RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE((SELECT CASE WHEN $2 OPERATOR(pg_catalog.<=) 0 THEN 0
+BEGIN
+    RETURN COALESCE((SELECT CASE WHEN $2 OPERATOR(pg_catalog.<=) 0 THEN 0
                                  WHEN c.percent_off IS NOT NULL
                                  THEN LEAST(toss_billing._won($2 OPERATOR(pg_catalog.*) c.percent_off
                                                               OPERATOR(pg_catalog./) 100), $2)
                                  ELSE LEAST(c.amount_off, $2) END
                        FROM toss_billing.coupons c WHERE c.id OPERATOR(pg_catalog.=) $1), 0);
+END;
 $$;
 
 -- The coupon that discounts a subscription's next period invoice: its
@@ -368,16 +370,19 @@ $$;
 -- it uses up one of the coupon's periods).
 CREATE OR REPLACE FUNCTION toss_billing._coupon_for_next(subscription_id bigint, ahead integer DEFAULT 0)
 RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.id
+BEGIN
+    RETURN (SELECT c.id
       FROM toss_billing.coupon_redemptions r
       JOIN toss_billing.coupons c ON c.id OPERATOR(pg_catalog.=) r.coupon_id
      WHERE r.subscription_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'active'
        AND (c.duration OPERATOR(pg_catalog.=) 'forever'
             OR r.periods_applied::bigint OPERATOR(pg_catalog.+) COALESCE($2, 0) OPERATOR(pg_catalog.<)
-               CASE WHEN c.duration OPERATOR(pg_catalog.=) 'once' THEN 1 ELSE c.duration_periods END);
+               CASE WHEN c.duration OPERATOR(pg_catalog.=) 'once' THEN 1 ELSE c.duration_periods END)
+     LIMIT 1);
+END;
 $$;
 
 -- A subscription redeems a coupon: it discounts the next period invoices

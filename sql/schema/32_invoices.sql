@@ -302,15 +302,17 @@ $$;
 -- unless its invoice is finalised already, then the one after it.
 CREATE OR REPLACE FUNCTION toss_billing._next_period(sub toss_billing.subscriptions)
 RETURNS integer
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN EXISTS (SELECT FROM toss_billing.invoices i
+BEGIN
+    RETURN CASE WHEN EXISTS (SELECT FROM toss_billing.invoices i
                               WHERE i.subscription_id OPERATOR(pg_catalog.=) ($1).id
                                 AND i.kind OPERATOR(pg_catalog.=) 'period'
                                 AND i.period_number OPERATOR(pg_catalog.=) ($1).period_number
                                 AND i.status OPERATOR(pg_catalog.<>) 'draft')
                 THEN ($1).period_number OPERATOR(pg_catalog.+) 1 ELSE ($1).period_number END;
+END;
 $$;
 
 -- A subscription's price terms for period p (the open period or the next
