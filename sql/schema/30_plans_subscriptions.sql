@@ -82,6 +82,10 @@ CREATE INDEX subscriptions_cancel_at ON toss_billing.subscriptions (cancel_at)
     WHERE cancel_at_period_end;
 CREATE INDEX subscriptions_pending_plan ON toss_billing.subscriptions (current_period_start)
     WHERE pending_plan_id IS NOT NULL;
+-- a seat count or a price scheduled for a later period: what
+-- _apply_transitions looks for on every claim, without reading them all
+CREATE INDEX subscriptions_pending_terms ON toss_billing.subscriptions (current_period_start)
+    WHERE pending_quantity_period IS NOT NULL OR pending_amount_period IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.subscriptions_id_seq', '');
 
@@ -858,7 +862,8 @@ BEGIN
                s.pending_amount_period <= s.period_number AS amount_due
           FROM toss_billing.subscriptions s
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
-         WHERE (s.pending_quantity_period <= s.period_number OR s.pending_amount_period <= s.period_number)
+         WHERE (s.pending_quantity_period IS NOT NULL OR s.pending_amount_period IS NOT NULL)
+           AND (s.pending_quantity_period <= s.period_number OR s.pending_amount_period <= s.period_number)
            AND s.status <> ALL (ARRAY['canceled', 'paused'])
            AND s.current_period_start <= v_horizon
            AND s.current_period_start <= COALESCE(tc.now_at, v_now)

@@ -235,6 +235,8 @@ ALTER TABLE toss_billing.subscriptions
     ADD COLUMN pending_amount_period integer,
     ADD CONSTRAINT subscriptions_pending_quantity_pair CHECK ((pending_quantity IS NULL) OPERATOR(pg_catalog.=) (pending_quantity_period IS NULL)),
     ADD CONSTRAINT subscriptions_pending_amount_pair CHECK ((pending_amount IS NULL) OPERATOR(pg_catalog.=) (pending_amount_period IS NULL));
+CREATE INDEX subscriptions_pending_terms ON toss_billing.subscriptions (current_period_start)
+    WHERE pending_quantity_period IS NOT NULL OR pending_amount_period IS NOT NULL;
 
 -- Metered components of a plan.  A subscription on the plan records usage
 -- of the metric (record_usage); at the end of each period its usage becomes
