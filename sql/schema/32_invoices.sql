@@ -1126,6 +1126,10 @@ BEGIN
         RETURN 0;
     END IF;
     FOR v_with_key IN REVERSE 1 .. 0 LOOP
+        -- those without a card only once those with one are all taken: a
+        -- claim that filled its count from the first would read through
+        -- every due subscription in the second and find none
+        EXIT WHEN v_with_key = 0 AND v_count >= _finalize_due.max_count;
         FOR r IN
             SELECT s.id
               FROM toss_billing.subscriptions s
