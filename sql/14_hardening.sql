@@ -92,7 +92,7 @@ SELECT count(*) > 10 AS planted_domains FROM pg_type WHERE typnamespace = pg_my_
 
 -- call every SECURITY DEFINER function of the extension.  The block's own
 -- queries run with search_path = pg_catalog, pg_temp (the traps are in this
--- very session); each call runs with the attacker's search_path = ''.
+-- very session); each call runs with the attacker's search_path: pg_temp first.
 DO $calls$
 DECLARE
     f record;
@@ -128,7 +128,7 @@ BEGIN
                        ', ' ORDER BY n)
               INTO v_args FROM unnest(f.types) WITH ORDINALITY AS a(t, n);
             BEGIN
-                PERFORM set_config('search_path', '', true);
+                PERFORM set_config('search_path', 'pg_temp', true);
                 EXECUTE format('SELECT toss_billing.%I(%s)', f.proname, COALESCE(v_args, ''));
             EXCEPTION WHEN OTHERS THEN
                 NULL;
@@ -186,7 +186,7 @@ BEGIN
               INTO v_args FROM unnest(f.types) WITH ORDINALITY AS a(t, n);
             v_state := 'ok';
             BEGIN
-                PERFORM set_config('search_path', '', true);
+                PERFORM set_config('search_path', 'pg_temp', true);
                 EXECUTE format('SELECT toss_billing.%I(%s)', f.proname, COALESCE(v_args, ''));
             EXCEPTION WHEN OTHERS THEN
                 v_state := SQLSTATE;

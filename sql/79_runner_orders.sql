@@ -234,7 +234,7 @@ SELECT customer_key FROM toss_billing.create_customer(NULL, NULL, 'ro-path');
 SELECT status FROM toss_billing.toss_issue_billing_key('ro-path', :'ak');
 SELECT id AS s_path FROM toss_billing.create_subscription('ro-path', :plan) \gset
 SET toss_billing.outcome_recorder = off;
-SET search_path = '';
+SET search_path = pg_temp;
 CALL toss_billing.run_due() \gset
 RESET search_path;
 RESET toss_billing.outcome_recorder;

@@ -6,8 +6,8 @@
 --
 -- Everything is schema-qualified.  Table definitions, indexes and defaults
 -- spell operators as OPERATOR(pg_catalog.x); function bodies run with
--- search_path = '', where an operator or function name can only resolve in
--- pg_catalog, and name every relation and function with its schema.
+-- an empty search_path, where an operator or function name can only resolve
+-- in pg_catalog, and name every relation and function with its schema.
 -- Nothing is granted to PUBLIC.  Times come from toss_billing.now() or
 -- toss_billing.subscription_now(), never from now(), except the created_at /
 -- updated_at bookkeeping columns.

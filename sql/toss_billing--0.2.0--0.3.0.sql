@@ -8,7 +8,7 @@
 --
 -- Style as in 0.2.0: everything is schema-qualified; table definitions,
 -- indexes and defaults spell operators as OPERATOR(pg_catalog.x); function
--- bodies run with search_path = ''.  Nothing is granted to PUBLIC.  Recovery
+-- bodies run with an empty search_path.  Nothing is granted to PUBLIC.  Recovery
 -- works on real time (pg_catalog.now(): updated_at, server start), never on
 -- the billing clock; subscription events keep using the subscription's clock.
 

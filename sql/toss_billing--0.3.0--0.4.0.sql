@@ -7,7 +7,7 @@
 -- is unchanged: recording an outcome twice changes nothing.
 --
 -- Style as in 0.2.0: everything is schema-qualified; function bodies run with
--- search_path = ''.  CREATE OR REPLACE keeps the function's owner and its
+-- an empty search_path.  CREATE OR REPLACE keeps the function's owner and its
 -- privileges (the extension owner's alone).
 
 -- Records the outcomes of claimed attempts (one array element per payment)
