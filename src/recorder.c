@@ -154,6 +154,7 @@ record_batch(const TossOutcome *rows, int n)
 						 "$8::pg_catalog.jsonb[], $9, $10)",
 						 10, types, values, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "toss_billing._record_outcomes failed");
+	toss_store_note_rows(n);
 }
 
 static bool

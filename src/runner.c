@@ -370,6 +370,7 @@ claim(Runner *r, int n)
 								 "FROM toss_billing._claim_due($1, $2)", n, PHASE_CHARGE);
 
 	r->claimed += got;
+	toss_store_note_rows(got);
 	if (got < (uint64) n)
 		r->exhausted = true;
 }

@@ -6,7 +6,8 @@
  * Transactions: none here.  Callers (jobs.c, lookups.c, errors.c) open and
  * commit the transactions; each function connects to SPI, runs its
  * statements and copies what it returns into the caller's memory context
- * before SPI_finish.  Locks: only the row locks the statements take,
+ * before SPI_finish.  Plans: toss_store_note_rows() makes a long run's
+ * cached plans again as the tables it writes grow.  Locks: only the row locks the statements take,
  * released at the caller's commit.  Secrets: the sealed billing key is
  * passed as a bytea parameter, never interpolated into statement text.
  */
@@ -18,6 +19,7 @@
 #include "storage.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
 #include "utils/timestamp.h"
 
 #define MAX_ARGS 16
@@ -107,6 +109,29 @@ copy_bytea(MemoryContext cxt, int col)
 	b = (bytea *) PG_DETOAST_DATUM_COPY(d);
 	MemoryContextSwitchTo(old);
 	return b;
+}
+
+/*
+ * Plans made while the tables were small (a fresh install, or just after
+ * ANALYZE of empty tables) stay cached for the whole of a long run, and go
+ * on scanning tables that have grown to thousands of rows meanwhile.  So
+ * after 256, then 4x as many, rows claimed or recorded by this process,
+ * every cached plan is made again at the sizes the tables have now (the
+ * planner reads a table's current size even before it is analyzed): a
+ * handful of resets in a run, each a few milliseconds of planning.
+ */
+void
+toss_store_note_rows(uint64 n)
+{
+	static uint64 written = 0;
+	static uint64 next_reset = 256;
+
+	written += n;
+	if (written >= next_reset)
+	{
+		ResetPlanCache();
+		next_reset = written * 4;
+	}
 }
 
 /*

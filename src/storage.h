@@ -106,6 +106,8 @@ typedef struct TossClassRow
 
 extern int	toss_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool read_only);
+/* Rows claimed or recorded: cached plans are made again as tables grow. */
+extern void toss_store_note_rows(uint64 n);
 extern void toss_store_check_version(void);
 extern int	toss_store_codes(TossCodeRow **rows);
 extern int	toss_store_classes(TossClassRow **rows);
