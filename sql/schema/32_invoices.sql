@@ -137,6 +137,11 @@ CREATE INDEX invoices_due ON toss_billing.invoices (next_attempt_at, id)
     WHERE status OPERATOR(pg_catalog.=) 'open' AND next_attempt_at IS NOT NULL;
 CREATE INDEX invoices_carried ON toss_billing.invoices (subscription_id)
     WHERE carried_forward OPERATOR(pg_catalog.<>) 0 AND carried_into_invoice_id IS NULL;
+-- the period invoices being charged (the runner's claim): as many as are
+-- due, however long the history
+CREATE INDEX invoices_open_period ON toss_billing.invoices (subscription_id, period_number)
+    WHERE kind OPERATOR(pg_catalog.=) 'period'
+      AND status OPERATOR(pg_catalog.=) ANY (ARRAY['open', 'uncollectible']);
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.invoices', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.invoices_id_seq', '');
 
