@@ -151,6 +151,10 @@ SELECT period_number, current_period_start, current_period_end, next_charge_at
   FROM toss_billing.subscriptions WHERE id = :leap;
 SELECT regexp_replace(order_id, '^sub[0-9]+-|-[a-z0-9]{8}$', '', 'g') AS attempt, requested_at, approved_at
   FROM toss_billing.payments WHERE subscription_id = :leap ORDER BY id;
+-- its invoices are finalised and paid on its own clock, not the database's
+SELECT i.period_number, i.status, i.finalized_at, i.paid_at, i.paid_at = p.approved_at - interval '1 second' AS paid_when_charged
+  FROM toss_billing.invoices i JOIN toss_billing.payments p ON p.invoice_id = i.id AND p.state = 'done'
+ WHERE i.subscription_id = :leap ORDER BY i.period_number;
 
 SELECT customer_key, occurred_at, type, from_status, to_status, reason FROM pg_temp.new_events()
  WHERE customer_key <> 'yr-monthly';

@@ -1124,15 +1124,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_rule_off boolean := (SELECT ip.consent_rule FROM toss_billing.invoice_policy ip) = 'off';
+    v_now timestamptz := toss_billing.now();
     v_done bigint[];
 BEGIN
     WITH plain AS (
         SELECT s.id, s.customer_id, s.period_number, s.current_period_start, s.current_period_end, s.quantity,
                COALESCE(s.amount_override, pl.amount) AS unit_amount, pl.id AS plan_id, pl.name AS plan_name,
-               pl.tax_free, toss_billing.subscription_now(s.id) AS now_at, uf.usage_from, u.ord
+               -- the subscription's clock (subscription_now)
+               pl.tax_free, COALESCE(tc.now_at, v_now) AS now_at, uf.usage_from, u.ord
           FROM pg_catalog.unnest(_finalize_plain.subscription_ids) WITH ORDINALITY AS u(id, ord)
           JOIN toss_billing.subscriptions s ON s.id = u.id
           JOIN toss_billing.plans pl ON pl.id = s.plan_id
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
           -- the consent rule's baseline (_consent_baseline)
           LEFT JOIN LATERAL (SELECT i.agreed_unit_amount, i.agreed_coupon_id
                                FROM toss_billing.invoices i

@@ -380,6 +380,7 @@ AS $$
 DECLARE
     v_policy toss_billing.dunning_policy;
     r record;
+    v_clock timestamptz := toss_billing.now();
     v_now timestamptz;
     v_transient integer;
     v_closed bigint[];
@@ -388,6 +389,16 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_policy FROM toss_billing.dunning_policy;
+    -- the common case at once: a period's invoice paid (no event of its
+    -- own: the payment's event tells it); the rows below then skip it
+    UPDATE toss_billing.invoices i
+       SET status = 'paid', amount_paid = p.amount,
+           paid_at = COALESCE(tc.now_at, v_clock), next_attempt_at = NULL,
+           status_reason = NULL, updated_at = pg_catalog.now()
+      FROM pg_catalog.unnest(_settle_invoices.outcomes) o, toss_billing.payments p,
+           toss_billing.subscriptions s LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+     WHERE o.state = 'done' AND p.id = o.payment_id AND i.id = p.invoice_id AND s.id = i.subscription_id
+       AND i.kind = 'period' AND i.status <> ALL (ARRAY['paid', 'void']);
     FOR r IN
         SELECT o.state, o.payment_id, o.failure_class, o.reuse_refused, p.hold_reason, p.amount AS order_amount,
                i.id AS invoice_id, i.kind, i.status AS invoice_status, i.total, i.subscription_id, i.customer_id,
@@ -398,6 +409,7 @@ BEGIN
           JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
           LEFT JOIN toss_billing.failure_classes fc ON fc.class = o.failure_class
          WHERE o.state = ANY (ARRAY['done', 'failed'])
+           AND NOT (o.state = 'done' AND i.status = 'paid')
          ORDER BY i.id
     LOOP
         v_now := toss_billing.subscription_now(r.subscription_id);
