@@ -21,12 +21,12 @@ char *
 toss_charge_body(const TossChargeRequest *r)
 {
 	TossJsonField fields[] = {
-		{"customerKey", TOSS_JSON_STRING, r->customer_key},
+		{"customerKey", TOSS_JSON_STRING, r->customer_key, 0},
 		{"amount", TOSS_JSON_INT64, NULL, r->amount},
-		{"orderId", TOSS_JSON_STRING, r->order_id},
-		{"orderName", TOSS_JSON_STRING, r->order_name},
-		{"customerEmail", TOSS_JSON_STRING, r->customer_email},
-		{"customerName", TOSS_JSON_STRING, r->customer_name},
+		{"orderId", TOSS_JSON_STRING, r->order_id, 0},
+		{"orderName", TOSS_JSON_STRING, r->order_name, 0},
+		{"customerEmail", TOSS_JSON_STRING, r->customer_email, 0},
+		{"customerName", TOSS_JSON_STRING, r->customer_name, 0},
 		{"taxFreeAmount", TOSS_JSON_INT64, NULL, r->tax_free_amount},
 	};
 

@@ -55,7 +55,7 @@ typedef enum CallOutcome
 
 static const double bounds_ms[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
 #define NBOUNDS lengthof(bounds_ms)
-#define NBUCKETS (NBOUNDS + 1)	/* the last is +Inf */
+#define NBUCKETS ((int) NBOUNDS + 1)	/* the last is +Inf */
 
 typedef struct EndpointStats
 {

@@ -97,8 +97,8 @@ toss_api_issue_request(const TossEndpoint *ep, const char *idempotency_key,
 					   const char *auth_key, const char *customer_key, TossHttpRequest *req)
 {
 	TossJsonField fields[] = {
-		{"authKey", TOSS_JSON_STRING, auth_key},
-		{"customerKey", TOSS_JSON_STRING, customer_key},
+		{"authKey", TOSS_JSON_STRING, auth_key, 0},
+		{"customerKey", TOSS_JSON_STRING, customer_key, 0},
 	};
 
 	toss_api_charge_request(ep, psprintf("%s/v1/billing/authorizations/issue", ep->api_url),
@@ -196,7 +196,7 @@ toss_api_cancel_request(const TossEndpoint *ep, const char *idempotency_key,
 						int64 amount, TossHttpRequest *req)
 {
 	TossJsonField fields[] = {
-		{"cancelReason", TOSS_JSON_STRING, reason},
+		{"cancelReason", TOSS_JSON_STRING, reason, 0},
 		{"cancelAmount", TOSS_JSON_INT64, NULL, amount},
 	};
 
