@@ -100,6 +100,7 @@
 
 PG_FUNCTION_INFO_V1(toss_engine_queue_sql);
 PG_FUNCTION_INFO_V1(toss_engine_workers_sql);
+PG_FUNCTION_INFO_V1(toss_engine_slots_sql);
 
 #define ENGINE_MAX_WORKERS 64	/* over all databases */
 #define MERCHANT_GATES 64
@@ -1650,5 +1651,34 @@ toss_engine_workers_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(engine->lock);
+	return (Datum) 0;
+}
+
+/*
+ * toss_billing._engine_slots() -> one row: in_use, the call slots of the
+ * whole server taken (queued, running, or holding a result its caller has
+ * not read yet: every database's), and capacity (toss_billing.queue_depth).
+ * The queue is full, for every database, when in_use reaches capacity.
+ * No row without the engine's shared memory.
+ */
+Datum
+toss_engine_slots_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[2];
+	bool		nulls[2] = {0};
+	int			in_use = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (engine == NULL)
+		return (Datum) 0;
+	LWLockAcquire(engine->lock, LW_SHARED);
+	for (int i = 0; i < engine->nslots; i++)
+		if (engine->slots[i].state != SLOT_FREE)
+			in_use++;
+	values[1] = Int32GetDatum(engine->nslots);
+	LWLockRelease(engine->lock);
+	values[0] = Int32GetDatum(in_use);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

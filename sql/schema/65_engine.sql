@@ -34,6 +34,17 @@ CREATE OR REPLACE VIEW toss_billing.engine_workers AS
     SELECT w.pid, w.state, w.since, w.calls, w.in_flight
       FROM toss_billing._engine_workers() w;
 
+-- The engine's call slots over the whole server, shared by every database
+-- (health's worker_queue check): in_use (queued, running, or holding a
+-- result its caller has not read yet) and capacity (toss_billing.queue_depth).
+-- Calls wait, in every database, while in_use is capacity.  One row; none
+-- when toss_billing is not in shared_preload_libraries.
+CREATE OR REPLACE FUNCTION toss_billing._engine_slots()
+RETURNS TABLE(in_use integer, capacity integer)
+LANGUAGE c VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'toss_engine_slots_sql';
+
 -- Calls to Toss since the last reset, one row per endpoint (over all
 -- databases of the server): in flight now, finished calls by outcome, and
 -- their latency as a Prometheus histogram (upper bounds in seconds, +Inf
@@ -65,5 +76,6 @@ AS 'MODULE_PATHNAME', 'toss_stats_reset_sql';
 
 GRANT SELECT ON toss_billing.engine_queue, toss_billing.engine_workers, toss_billing.stats
     TO toss_billing_operator, toss_billing_auditor;
-GRANT EXECUTE ON FUNCTION toss_billing._engine_queue(), toss_billing._engine_workers(), toss_billing._stats()
+GRANT EXECUTE ON FUNCTION toss_billing._engine_queue(), toss_billing._engine_workers(), toss_billing._engine_slots(),
+                          toss_billing._stats()
     TO toss_billing_operator, toss_billing_auditor;

@@ -126,6 +126,9 @@ $$;
 -- queued (or depth), running, capacity (else the setting
 -- toss_billing.queue_depth, when there is one), oldest_wait.  fail: the
 -- queue is full; warn: the oldest call waited longer than wait_after.
+-- The engine's queue (engine_queue) shows this database's calls, but its
+-- slots are the whole server's: it is full when every slot of the server is
+-- taken (_engine_slots), whichever databases took them.
 CREATE OR REPLACE FUNCTION toss_billing._queue_check(queue regclass, wait_after interval)
 RETURNS TABLE(status text, message text)
 LANGUAGE plpgsql STABLE
@@ -137,6 +140,7 @@ DECLARE
     v_queued bigint;
     v_running bigint;
     v_capacity bigint;
+    v_in_use bigint;
     v_wait interval;
 BEGIN
     IF _queue_check.queue IS NULL OR _queue_check.wait_after IS NULL THEN
@@ -157,7 +161,14 @@ BEGIN
         _queue_check.queue)
        INTO v_queued, v_running, v_capacity, v_wait;
     v_capacity := COALESCE(v_capacity, NULLIF(pg_catalog.current_setting('toss_billing.queue_depth', true), '')::bigint);
-    IF v_capacity > 0 AND v_queued + v_running >= v_capacity THEN
+    IF _queue_check.queue = pg_catalog.to_regclass('toss_billing.engine_queue') THEN
+        SELECT e.in_use, e.capacity INTO v_in_use, v_capacity FROM toss_billing._engine_slots() e;
+    END IF;
+    IF v_in_use IS NOT NULL AND v_capacity > 0 AND v_in_use >= v_capacity THEN
+        status := 'fail';
+        message := pg_catalog.format('the server''s call queue is full: all %s slots are taken, %s of them by this database''s calls (%s queued, %s running); callers wait',
+                                     v_capacity, v_queued + v_running, v_queued, v_running);
+    ELSIF v_in_use IS NULL AND v_capacity > 0 AND v_queued + v_running >= v_capacity THEN
         status := 'fail';
         message := pg_catalog.format('the call queue (%s) is full: %s queued and %s running of %s; callers wait',
                                      _queue_check.queue, v_queued, v_running, v_capacity);
@@ -168,6 +179,9 @@ BEGIN
     ELSE
         status := 'ok';
         message := pg_catalog.format('%s calls queued and %s running (%s)', v_queued, v_running, _queue_check.queue);
+    END IF;
+    IF v_in_use IS NOT NULL AND status <> 'fail' THEN
+        message := message || pg_catalog.format('; %s of the server''s %s call slots taken', v_in_use, v_capacity);
     END IF;
     RETURN NEXT;
 END;

@@ -2,7 +2,8 @@
 # key (a server that could not load it), the secret key file (missing,
 # then too widely readable, then fixed) and pg_cron (no job, the job's
 # runs failing, then fixed), each failing on purpose and passing after the
-# fix, with the other checks still answering.
+# fix, with the other checks still answering; and the call queue, full
+# because another database's calls took every slot of the server.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -80,7 +81,49 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.health() WHER
 	'0', 'nothing fails now');
 $node->safe_psql('postgres', 'SELECT toss_billing.unschedule()');
 like(check($node, 'pg_cron'), qr/^fail: there is no pg_cron job/, 'unscheduled: fail again');
-
 $node->stop;
+
+# ---------------------------------------------------------------- the call queue
+
+# The engine's call slots are the server's, shared by its databases: when
+# another database's calls take them all, this database's callers wait too,
+# and its worker_queue check fails although none of the calls is its own.
+my $q = toss_node('health_queue', max_worker_processes => 16, 'toss_billing.queue_depth' => 16);
+like(check($q, 'worker_queue'), qr/^ok: 0 calls queued and 0 running \(toss_billing\.engine_queue\); 0 of the server's 16 call slots taken$/,
+	'an idle engine: ok, with the server\'s slots');
+$q->safe_psql('postgres', 'CREATE DATABASE other');
+$q->safe_psql('other', 'CREATE EXTENSION toss_billing');
+$q->safe_psql('other', "SELECT toss_billing.create_customer(NULL, NULL, 'hl-other')");
+my $ak = authkey('hl-other');
+is($q->safe_psql('other', "SELECT status FROM toss_billing.toss_issue_billing_key('hl-other', '$ak')"),
+	'active', 'the other database has a customer with a key');
+emu_post('/__emulator/faults',
+	{ match => { method => 'POST', orderIdPrefix => 'hl-hang-' }, fault => { hang => JSON::PP::true } });
+my @hung;
+for my $i (1 .. 16)
+{
+	my $h = $q->background_psql('other', on_error_stop => 0);
+	$h->query_until(qr/started/, qq(\\echo started
+SET toss_billing.timeout = '3s';
+SELECT status FROM toss_billing.toss_charge('hl-other', 4900, 'hang', 'hl-hang-$i');
+));
+	push @hung, $h;
+}
+$q->poll_query_until('other',
+	"SELECT count(*) = 16 FROM toss_billing.payments WHERE order_id LIKE 'hl-hang-%' AND state = 'in_flight'")
+  or die 'the other database\'s calls did not all go out';
+is($q->safe_psql('postgres', 'SELECT coalesce(sum(queued + running), 0) FROM toss_billing.engine_queue'), '0',
+	'none of the calls is this database\'s');
+like(check($q, 'worker_queue'),
+	qr/^fail: the server's call queue is full: all 16 slots are taken, 0 of them by this database's calls \(0 queued, 0 running\); callers wait$/,
+	'every slot taken by the other database: this database\'s check fails');
+like($q->safe_psql('other', "SELECT status || ': ' || message FROM toss_billing.health() WHERE name = 'worker_queue'"),
+	qr/^fail: .*all 16 slots are taken, 16 of them by this database's calls \(0 queued, 16 running\)/,
+	'and the other database\'s check fails with its own calls counted');
+$_->quit for @hung;
+ok($q->poll_query_until('postgres',
+	"SELECT message ~ '; 0 of the server''s 16 call slots taken\$' FROM toss_billing.health() WHERE name = 'worker_queue' AND status = 'ok'"),
+	'the calls timed out: the slots are free again and the check passes');
+$q->stop;
 $emulator->kill_kill;
 done_testing();
