@@ -118,21 +118,7 @@ sub requests_sent
 # or sent.
 $node->append_conf('postgresql.conf', "toss_billing.queue_depth = 16\n");
 $node->restart;
-emu_post('/__emulator/faults',
-	{ match => { method => 'POST', orderIdPrefix => 'order-fill-' }, fault => { hang => JSON::PP::true } });
-my @fill;
-for my $i (1 .. 16)
-{
-	my $f = $node->background_psql('postgres', on_error_stop => 0);
-	$f->query_until(qr/started/, qq(\\echo started
-SET toss_billing.timeout = '4s';
-SELECT status FROM toss_billing.toss_charge('cust-safety', 4900, 'fill', 'order-fill-$i');
-));
-	push @fill, $f;
-}
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 16 FROM toss_billing.payments WHERE order_id LIKE 'order-fill-%' AND state = 'in_flight'")
-  or die 'the queue did not fill';
+my @fill = hung_charges($node, 'postgres', 'cust-safety', 'order-fill-', 16, '4s');
 is($node->safe_psql('postgres', "SELECT sum(running) FROM toss_billing.engine_queue"), '16',
 	'engine_queue shows the 16 calls running');
 my $before = requests_sent();

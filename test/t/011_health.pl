@@ -97,21 +97,7 @@ $q->safe_psql('other', "SELECT toss_billing.create_customer(NULL, NULL, 'hl-othe
 my $ak = authkey('hl-other');
 is($q->safe_psql('other', "SELECT status FROM toss_billing.toss_issue_billing_key('hl-other', '$ak')"),
 	'active', 'the other database has a customer with a key');
-emu_post('/__emulator/faults',
-	{ match => { method => 'POST', orderIdPrefix => 'hl-hang-' }, fault => { hang => JSON::PP::true } });
-my @hung;
-for my $i (1 .. 16)
-{
-	my $h = $q->background_psql('other', on_error_stop => 0);
-	$h->query_until(qr/started/, qq(\\echo started
-SET toss_billing.timeout = '3s';
-SELECT status FROM toss_billing.toss_charge('hl-other', 4900, 'hang', 'hl-hang-$i');
-));
-	push @hung, $h;
-}
-$q->poll_query_until('other',
-	"SELECT count(*) = 16 FROM toss_billing.payments WHERE order_id LIKE 'hl-hang-%' AND state = 'in_flight'")
-  or die 'the other database\'s calls did not all go out';
+my @hung = hung_charges($q, 'other', 'hl-other', 'hl-hang-', 16, '3s');
 is($q->safe_psql('postgres', 'SELECT coalesce(sum(queued + running), 0) FROM toss_billing.engine_queue'), '0',
 	'none of the calls is this database\'s');
 like(check($q, 'worker_queue'),

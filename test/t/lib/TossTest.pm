@@ -14,7 +14,7 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(start_emulator emu_get emu_post toss_node authkey issue_key);
+our @EXPORT = qw(start_emulator emu_get emu_post toss_node authkey issue_key hung_charges);
 
 our $SECRET = 'test_sk_tap000000000000000001';
 my $http = HTTP::Tiny->new(timeout => 30);
@@ -110,6 +110,31 @@ sub issue_key
 	my $ak = authkey($customer, %opt);
 	return $node->safe_psql('postgres',
 		"SELECT status FROM toss_billing.toss_issue_billing_key('$customer', '$ak')");
+}
+
+# $n charges of $customer in database $db whose requests hang at the
+# emulator (order ids "$prefix<i>", each call given up after $timeout),
+# each from a session of its own; returns once all $n are in flight, with
+# the sessions (each still waiting for its charge's outcome).
+sub hung_charges
+{
+	my ($node, $db, $customer, $prefix, $n, $timeout) = @_;
+	emu_post('/__emulator/faults',
+		{ match => { method => 'POST', orderIdPrefix => $prefix }, fault => { hang => JSON::PP::true } });
+	my @sessions;
+	for my $i (1 .. $n)
+	{
+		my $s = $node->background_psql($db, on_error_stop => 0);
+		$s->query_until(qr/started/, qq(\\echo started
+SET toss_billing.timeout = '$timeout';
+SELECT status FROM toss_billing.toss_charge('$customer', 4900, 'hang', '$prefix$i');
+));
+		push @sessions, $s;
+	}
+	$node->poll_query_until($db,
+		"SELECT count(*) = $n FROM toss_billing.payments WHERE order_id LIKE '$prefix%' AND state = 'in_flight'")
+	  or die "the $n hung charges did not all go out";
+	return @sessions;
 }
 
 1;
