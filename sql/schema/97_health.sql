@@ -141,6 +141,7 @@ DECLARE
     v_running bigint;
     v_capacity bigint;
     v_in_use bigint;
+    v_slots bigint;
     v_wait interval;
 BEGIN
     IF _queue_check.queue IS NULL OR _queue_check.wait_after IS NULL THEN
@@ -162,7 +163,11 @@ BEGIN
        INTO v_queued, v_running, v_capacity, v_wait;
     v_capacity := COALESCE(v_capacity, NULLIF(pg_catalog.current_setting('toss_billing.queue_depth', true), '')::bigint);
     IF _queue_check.queue = pg_catalog.to_regclass('toss_billing.engine_queue') THEN
-        SELECT e.in_use, e.capacity INTO v_in_use, v_capacity FROM toss_billing._engine_slots() e;
+        SELECT e.in_use, e.capacity INTO v_in_use, v_slots FROM toss_billing._engine_slots() e;
+        -- (no row without the engine's shared memory: then as any queue view)
+        IF FOUND THEN
+            v_capacity := v_slots;
+        END IF;
     END IF;
     IF v_in_use IS NOT NULL AND v_capacity > 0 AND v_in_use >= v_capacity THEN
         status := 'fail';
