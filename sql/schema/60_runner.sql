@@ -36,6 +36,46 @@ BEGIN
 END;
 $$;
 
+-- Makes the next attempt of each of the given orders -- claimed in_flight
+-- by the caller in this transaction, for their subscription period or
+-- their invoice -- with its own Idempotency-Key and a deadline of twice
+-- call_timeout (the call and its lookup), and returns what each Toss call
+-- needs, in attempt order: the columns _claim_due and _claim_invoices
+-- return.
+CREATE OR REPLACE FUNCTION toss_billing._attempt_orders(order_ids bigint[], call_timeout interval)
+RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
+              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
+              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_attempt_orders.call_timeout, '65 seconds');
+BEGIN
+    RETURN QUERY
+    WITH attempted AS (
+        INSERT INTO toss_billing.attempts AS a
+               (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
+                requested_by)
+        SELECT p.id, p.customer_id,
+               COALESCE((SELECT pg_catalog.max(x.attempt_number) FROM toss_billing.attempts x
+                          WHERE x.payment_id = p.id), 0) + 1,
+               p.order_id, p.billing_key_id, pg_catalog.gen_random_uuid()::text, 'in_flight', v_deadline, CURRENT_USER
+          FROM pg_catalog.unnest(_attempt_orders.order_ids) WITH ORDINALITY AS u(id, ord)
+          JOIN toss_billing.payments p ON p.id = u.id
+         ORDER BY u.ord
+        RETURNING a.id, a.payment_id, a.idempotency_key, a.attempt_number)
+    SELECT at.id, p.id, p.order_id, at.idempotency_key, c.customer_key, p.amount, p.tax_free_amount, p.order_name,
+           p.customer_email, p.customer_name, bk.id, bk.merchant, bk.encrypted_key, bk.mid, at.attempt_number
+      FROM attempted at
+      JOIN toss_billing.payments p ON p.id = at.payment_id
+      JOIN toss_billing.customers c ON c.id = p.customer_id
+      JOIN toss_billing.billing_keys bk ON bk.id = p.billing_key_id
+     ORDER BY at.id;
+END;
+$$;
+
 -- Claims up to max_count due charges for the runner.  First applies the
 -- transitions that need no charge, sends the consent events that are due
 -- and finalises the period invoices that are due (32_invoices: a total of 0
@@ -72,7 +112,7 @@ DECLARE
     v_tag text := toss_billing._order_tag();
     v_now timestamptz;
     v_horizon timestamptz;
-    v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_claim_due.call_timeout, '65 seconds');
+    v_orders bigint[];
     v_claimed integer;
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
@@ -90,7 +130,6 @@ BEGIN
     v_now := toss_billing.now();
     v_horizon := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
 
-    RETURN QUERY
     WITH due AS (
         SELECT s.id, s.customer_id, s.period_number, i.id AS invoice_id,
                i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
@@ -128,8 +167,7 @@ BEGIN
                COALESCE((SELECT pg_catalog.max(p.generation) FROM toss_billing.payments p
                           WHERE p.subscription_id = d.id AND p.period_number = d.period_number), 0) + 1
                    AS next_generation,
-               bk.id AS key_id, bk.merchant AS key_merchant, bk.encrypted_key AS sealed, bk.mid AS key_mid,
-               c.customer_key AS ckey, c.email, c.name
+               bk.id AS key_id, bk.merchant AS key_merchant, c.email, c.name
           FROM due d
           JOIN toss_billing.customers c ON c.id = d.customer_id
           JOIN toss_billing.billing_keys bk ON bk.customer_id = d.customer_id AND bk.status = 'active'
@@ -150,7 +188,7 @@ BEGIN
           FROM owed o
          WHERE o.open_payment_id IS NULL
         ON CONFLICT DO NOTHING
-        RETURNING p.id, p.subscription_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+        RETURNING p.id),
     reopened AS (
         UPDATE toss_billing.payments p
            SET state = 'in_flight', billing_key_id = o.key_id, merchant = o.key_merchant,
@@ -160,28 +198,10 @@ BEGIN
          -- an order owed for the period charges the invoice's amount, or nothing
          WHERE p.id = o.open_payment_id AND p.state = 'pending'
            AND p.amount = o.amount AND p.tax_free_amount = o.tax_free
-        RETURNING p.id, p.subscription_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
-    claimed AS (
-        SELECT o.*, x.id AS pid, x.order_id AS toss_order, x.amount AS order_amount, x.tax_free_amount AS order_tax_free,
-               x.order_name AS name_of_order
-          FROM owed o
-          JOIN (SELECT * FROM created UNION ALL SELECT * FROM reopened) x ON x.subscription_id = o.id),
-    attempted AS (
-        INSERT INTO toss_billing.attempts AS a
-               (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
-                requested_by)
-        SELECT cl.pid, cl.customer_id,
-               COALESCE((SELECT pg_catalog.max(x.attempt_number) FROM toss_billing.attempts x
-                          WHERE x.payment_id = cl.pid), 0) + 1,
-               cl.toss_order, cl.key_id, pg_catalog.gen_random_uuid()::text, 'in_flight', v_deadline, CURRENT_USER
-          FROM claimed cl
-        RETURNING a.id, a.payment_id, a.idempotency_key, a.attempt_number)
-    SELECT at.id, cl.pid, cl.toss_order, at.idempotency_key, cl.ckey, cl.order_amount, cl.order_tax_free,
-           cl.name_of_order, cl.email, cl.name, cl.key_id, cl.key_merchant, cl.sealed, cl.key_mid,
-           at.attempt_number
-      FROM attempted at
-      JOIN claimed cl ON cl.pid = at.payment_id
-     ORDER BY at.id;
+        RETURNING p.id)
+    SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO v_orders
+      FROM (SELECT id FROM created UNION ALL SELECT id FROM reopened) x;
+    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _claim_due.call_timeout);
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     v_limit := v_limit - v_claimed;
     IF v_limit <= 0 OR _claim_due.only_subscription IS NOT NULL THEN
@@ -220,7 +240,7 @@ DECLARE
     v_tag text := toss_billing._order_tag();
     v_now timestamptz := toss_billing.now();
     v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
-    v_deadline timestamptz := pg_catalog.now() + 2 * COALESCE(_claim_invoices.call_timeout, '65 seconds');
+    v_orders bigint[];
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
@@ -228,7 +248,6 @@ BEGIN
     IF v_limit = 0 THEN
         RETURN;
     END IF;
-    RETURN QUERY
     WITH due AS (
         SELECT i.id, i.customer_id, i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
           FROM toss_billing.invoices i
@@ -250,8 +269,7 @@ BEGIN
            FOR UPDATE OF i SKIP LOCKED),
     owed AS (
         SELECT d.*, lo.id AS last_id, lo.generation AS last_generation,
-               bk.id AS key_id, bk.merchant AS key_merchant, bk.encrypted_key AS sealed, bk.mid AS key_mid,
-               c.customer_key AS ckey, c.email, c.name
+               bk.id AS key_id, bk.merchant AS key_merchant, c.email, c.name
           FROM due d
           JOIN toss_billing.customers c ON c.id = d.customer_id
           JOIN toss_billing.billing_keys bk ON bk.customer_id = d.customer_id AND bk.status = 'active'
@@ -268,35 +286,17 @@ BEGIN
           FROM owed o
          WHERE o.last_id IS NULL
         ON CONFLICT DO NOTHING
-        RETURNING p.id, p.invoice_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
+        RETURNING p.id),
     reopened AS (
         UPDATE toss_billing.payments p
            SET state = 'in_flight', billing_key_id = o.key_id, merchant = o.key_merchant,
                customer_email = o.email, customer_name = o.name, updated_at = pg_catalog.now()
           FROM owed o
          WHERE p.id = o.last_id AND p.state = ANY (ARRAY['pending', 'failed']) AND p.hold_reason IS NULL
-        RETURNING p.id, p.invoice_id, p.order_id, p.amount, p.tax_free_amount, p.order_name),
-    claimed AS (
-        SELECT o.*, x.id AS pid, x.order_id AS toss_order, x.amount AS order_amount, x.tax_free_amount AS order_tax_free,
-               x.order_name AS name_of_order
-          FROM owed o
-          JOIN (SELECT * FROM created UNION ALL SELECT * FROM reopened) x ON x.invoice_id = o.id),
-    attempted AS (
-        INSERT INTO toss_billing.attempts AS a
-               (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
-                requested_by)
-        SELECT cl.pid, cl.customer_id,
-               COALESCE((SELECT pg_catalog.max(x.attempt_number) FROM toss_billing.attempts x
-                          WHERE x.payment_id = cl.pid), 0) + 1,
-               cl.toss_order, cl.key_id, pg_catalog.gen_random_uuid()::text, 'in_flight', v_deadline, CURRENT_USER
-          FROM claimed cl
-        RETURNING a.id, a.payment_id, a.idempotency_key, a.attempt_number)
-    SELECT at.id, cl.pid, cl.toss_order, at.idempotency_key, cl.ckey, cl.order_amount, cl.order_tax_free,
-           cl.name_of_order, cl.email, cl.name, cl.key_id, cl.key_merchant, cl.sealed, cl.key_mid,
-           at.attempt_number
-      FROM attempted at
-      JOIN claimed cl ON cl.pid = at.payment_id
-     ORDER BY at.id;
+        RETURNING p.id)
+    SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO v_orders
+      FROM (SELECT id FROM created UNION ALL SELECT id FROM reopened) x;
+    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _claim_invoices.call_timeout);
 END;
 $$;
 
