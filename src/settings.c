@@ -19,6 +19,7 @@
 
 #include "common/base64.h"
 #include "errors.h"
+#include "miscadmin.h"
 #include "settings.h"
 #include "pgtime.h"
 #include "storage/fd.h"
@@ -156,15 +157,6 @@ toss_define_settings(void)
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
-	DefineCustomStringVariable("toss_billing.root_key_file",
-							   "File holding the root key that encrypts billing keys at rest.",
-							   "64 hex digits (32 bytes). Read once at server start.",
-							   &toss_root_key_file,
-							   "",
-							   PGC_POSTMASTER,
-							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("toss_billing.max_concurrency",
 							"Most Toss calls the runner keeps in flight at once.",
 							NULL,
@@ -205,14 +197,6 @@ toss_define_settings(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("toss_billing.queue_depth",
-							"Most calls queued for or running in the engine at once, over all databases.",
-							"Beyond it a caller waits for a place (up to its statement_timeout or toss_billing.queue_timeout). Each place takes about 8 kB of shared memory.",
-							&toss_queue_depth,
-							512, 16, 65536,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("toss_billing.merchant_concurrency",
 							"Most Toss calls of one merchant in flight at once (0: no limit).",
 							"Counts the engine's calls and run_due's together, over all databases; a call over the limit waits in its worker or runner until another of the merchant's calls ends.",
@@ -243,6 +227,34 @@ toss_define_settings(void)
 							&toss_run_log_retention_s,
 							90 * 86400, 3600, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * The settings read only at server start exist only when the library is
+	 * preloaded: PostgreSQL ends the session (FATAL) of a backend that
+	 * defines one later, and without preloading there is no root key nor
+	 * engine for them to configure; every call then fails with a clear
+	 * error instead (crypto.c, engine.c).  Nor is the prefix reserved then,
+	 * which would warn that the placeholders of those two are removed.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomStringVariable("toss_billing.root_key_file",
+							   "File holding the root key that encrypts billing keys at rest.",
+							   "64 hex digits (32 bytes). Read once at server start.",
+							   &toss_root_key_file,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("toss_billing.queue_depth",
+							"Most calls queued for or running in the engine at once, over all databases.",
+							"Beyond it a caller waits for a place (up to its statement_timeout or toss_billing.queue_timeout). Each place takes about 8 kB of shared memory.",
+							&toss_queue_depth,
+							512, 16, 65536,
+							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("toss_billing");

@@ -99,94 +99,51 @@ AS $$
     END;
 $$;
 
--- The call engine's queue view, when this installation has one (the
--- engine of a later version runs every Toss call through a pool of
--- workers): toss_billing.engine_queue, else the first view of toss_billing
--- whose name says queue and which has a column queued or depth.  Looked up
--- at run time, so health() works before and after the engine exists.
-CREATE OR REPLACE FUNCTION toss_billing._queue_view()
-RETURNS regclass
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.oid::pg_catalog.regclass
-      FROM pg_catalog.pg_class c
-     WHERE c.relnamespace OPERATOR(pg_catalog.=) 'toss_billing'::pg_catalog.regnamespace
-       AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm', 'r']::"char"[])
-       AND c.relname OPERATOR(pg_catalog.~) 'queue'
-       AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
-                      AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'depth']::name[])
-                      AND NOT a.attisdropped)
-     ORDER BY c.relname OPERATOR(pg_catalog.<>) 'engine_queue', c.relname
-     LIMIT 1;
-$$;
-
--- The worker_queue check of health() for a queue view: its rows summed --
--- queued (or depth), running, capacity (else the setting
--- toss_billing.queue_depth, when there is one), oldest_wait.  fail: the
--- queue is full; warn: the oldest call waited longer than wait_after.
--- The engine's queue (engine_queue) shows this database's calls, but its
--- slots are the whole server's: it is full when every slot of the server is
--- taken (_engine_slots), whichever databases took them.
-CREATE OR REPLACE FUNCTION toss_billing._queue_check(queue regclass, wait_after interval)
+-- The worker_queue check of health(): this database's calls in the engine's
+-- queue (engine_queue: queued and running summed, the oldest wait) against
+-- the engine's call slots, which are the whole server's (_engine_slots).
+-- fail: every slot is taken, whichever databases took them (callers here
+-- wait too), or there is no engine (toss_billing not in
+-- shared_preload_libraries: every call is refused); warn: the oldest queued
+-- call waited longer than wait_after.
+CREATE OR REPLACE FUNCTION toss_billing._queue_check(wait_after interval)
 RETURNS TABLE(status text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_cols name[];
     v_queued bigint;
     v_running bigint;
-    v_capacity bigint;
-    v_in_use bigint;
-    v_slots bigint;
     v_wait interval;
+    v_in_use integer;
+    v_capacity integer;
 BEGIN
-    IF _queue_check.queue IS NULL OR _queue_check.wait_after IS NULL THEN
-        RAISE EXCEPTION 'queue and wait_after must not be null' USING ERRCODE = '22004';
+    IF _queue_check.wait_after IS NULL THEN
+        RAISE EXCEPTION 'wait_after must not be null' USING ERRCODE = '22004';
     END IF;
-    SELECT pg_catalog.array_agg(a.attname) INTO v_cols
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = _queue_check.queue AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT v_cols && ARRAY['queued', 'depth']::name[] THEN
-        RAISE EXCEPTION '% has no column queued or depth', _queue_check.queue USING ERRCODE = '42703';
+    SELECT e.in_use, e.capacity INTO v_in_use, v_capacity FROM toss_billing._engine_slots() e;
+    IF NOT FOUND THEN
+        status := 'fail';
+        message := 'there is no call engine: toss_billing is not in shared_preload_libraries, so every Toss call is refused';
+        RETURN NEXT;
+        RETURN;
     END IF;
-    EXECUTE pg_catalog.format(
-        'SELECT COALESCE(pg_catalog.sum(q.%I), 0)::bigint, %s, %s, %s FROM %s q',
-        CASE WHEN 'queued' = ANY (v_cols) THEN 'queued' ELSE 'depth' END,
-        CASE WHEN 'running' = ANY (v_cols) THEN 'COALESCE(pg_catalog.sum(q.running), 0)::bigint' ELSE '0::bigint' END,
-        CASE WHEN 'capacity' = ANY (v_cols) THEN 'pg_catalog.sum(q.capacity)::bigint' ELSE 'NULL::bigint' END,
-        CASE WHEN 'oldest_wait' = ANY (v_cols) THEN 'pg_catalog.max(q.oldest_wait)::interval' ELSE 'NULL::interval' END,
-        _queue_check.queue)
-       INTO v_queued, v_running, v_capacity, v_wait;
-    v_capacity := COALESCE(v_capacity, NULLIF(pg_catalog.current_setting('toss_billing.queue_depth', true), '')::bigint);
-    IF _queue_check.queue = pg_catalog.to_regclass('toss_billing.engine_queue') THEN
-        SELECT e.in_use, e.capacity INTO v_in_use, v_slots FROM toss_billing._engine_slots() e;
-        -- (no row without the engine's shared memory: then as any queue view)
-        IF FOUND THEN
-            v_capacity := v_slots;
-        END IF;
-    END IF;
-    IF v_in_use IS NOT NULL AND v_capacity > 0 AND v_in_use >= v_capacity THEN
+    SELECT COALESCE(pg_catalog.sum(q.queued), 0), COALESCE(pg_catalog.sum(q.running), 0), pg_catalog.max(q.oldest_wait)
+      INTO v_queued, v_running, v_wait
+      FROM toss_billing.engine_queue q;
+    IF v_in_use >= v_capacity THEN
         status := 'fail';
         message := pg_catalog.format('the server''s call queue is full: all %s slots are taken, %s of them by this database''s calls (%s queued, %s running); callers wait',
                                      v_capacity, v_queued + v_running, v_queued, v_running);
-    ELSIF v_in_use IS NULL AND v_capacity > 0 AND v_queued + v_running >= v_capacity THEN
-        status := 'fail';
-        message := pg_catalog.format('the call queue (%s) is full: %s queued and %s running of %s; callers wait',
-                                     _queue_check.queue, v_queued, v_running, v_capacity);
     ELSIF v_wait > _queue_check.wait_after THEN
         status := 'warn';
-        message := pg_catalog.format('%s calls queued and %s running (%s), the oldest waiting %s',
-                                     v_queued, v_running, _queue_check.queue, v_wait);
+        message := pg_catalog.format('%s calls queued and %s running (toss_billing.engine_queue), the oldest waiting %s; %s of the server''s %s call slots taken',
+                                     v_queued, v_running, v_wait, v_in_use, v_capacity);
     ELSE
         status := 'ok';
-        message := pg_catalog.format('%s calls queued and %s running (%s)', v_queued, v_running, _queue_check.queue);
-    END IF;
-    IF v_in_use IS NOT NULL AND status <> 'fail' THEN
-        message := message || pg_catalog.format('; %s of the server''s %s call slots taken', v_in_use, v_capacity);
+        message := pg_catalog.format('%s calls queued and %s running (toss_billing.engine_queue); %s of the server''s %s call slots taken',
+                                     v_queued, v_running, v_in_use, v_capacity);
     END IF;
     RETURN NEXT;
 END;
@@ -207,8 +164,8 @@ $$;
 --   discrepancies  open discrepancies (a duplicate charge fails), and
 --                  whether the ledger was ever reconciled
 --   alerts         alerts nobody acknowledged
---   worker_queue   the call engine's queue (_queue_view, _queue_check),
---                  when there is an engine
+--   worker_queue   the call engine's queue against the server's call
+--                  slots (_queue_check)
 -- A check that cannot run fails with its error; the others still run.
 CREATE OR REPLACE FUNCTION toss_billing.health(unknown_after interval DEFAULT '15 minutes',
                                                runner_late_after interval DEFAULT NULL,
@@ -231,7 +188,6 @@ DECLARE
     v_run record;
     v_status text;
     v_cron boolean := pg_catalog.to_regnamespace('cron') IS NOT NULL;
-    v_queue regclass;
 BEGIN
     IF v_unknown_after <= '0'::interval OR v_queue_wait <= '0'::interval OR v_late <= '0'::interval THEN
         RAISE EXCEPTION 'thresholds must be positive intervals' USING ERRCODE = '22023';
@@ -436,13 +392,7 @@ BEGIN
     -- the call engine's queue
     BEGIN
         name := 'worker_queue';
-        v_queue := toss_billing._queue_view();
-        IF v_queue IS NULL THEN
-            status := 'ok';
-            message := 'no engine queue: each call runs in a background worker of its own';
-        ELSE
-            SELECT q.status, q.message INTO status, message FROM toss_billing._queue_check(v_queue, v_queue_wait) q;
-        END IF;
+        SELECT q.status, q.message INTO status, message FROM toss_billing._queue_check(v_queue_wait) q;
         RETURN NEXT;
     EXCEPTION WHEN OTHERS THEN
         name := 'worker_queue'; status := 'fail'; message := 'the check failed: ' || SQLERRM; RETURN NEXT;

@@ -2,8 +2,9 @@
 # key (a server that could not load it), the secret key file (missing,
 # then too widely readable, then fixed) and pg_cron (no job, the job's
 # runs failing, then fixed), each failing on purpose and passing after the
-# fix, with the other checks still answering; and the call queue, full
-# because another database's calls took every slot of the server.
+# fix, with the other checks still answering; and the call queue: full
+# because another database's calls took every slot of the server, a call
+# waiting too long for a worker, and a server without the engine.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -110,6 +111,51 @@ $_->quit for @hung;
 ok($q->poll_query_until('postgres',
 	"SELECT message ~ '; 0 of the server''s 16 call slots taken\$' FROM toss_billing.health() WHERE name = 'worker_queue' AND status = 'ok'"),
 	'the calls timed out: the slots are free again and the check passes');
+
+# A call waiting for an engine worker (the only worker slot is pg_cron's
+# launcher's): it is queued, and once it has waited longer than
+# queue_wait_after the check warns.
+is(issue_key($q, 'hl-wait'), 'active', 'a customer of this database with a key');
+$q->append_conf('postgresql.conf', "max_worker_processes = 1\n");
+$q->restart;
+my $waiting = $q->background_psql('postgres', on_error_stop => 0);
+$waiting->query_until(qr/started/, q(\echo started
+SET statement_timeout = '60s';
+SELECT status FROM toss_billing.toss_charge('hl-wait', 4900, 'wait', 'hl-wait-1');
+));
+ok($q->poll_query_until('postgres', 'SELECT coalesce(sum(queued), 0) = 1 FROM toss_billing.engine_queue'),
+	'the call waits in the queue');
+ok($q->poll_query_until('postgres',
+	"SELECT status = 'warn' FROM toss_billing.health(queue_wait_after => '500 milliseconds') WHERE name = 'worker_queue'"),
+	'it waited longer than queue_wait_after: the check warns');
+like($q->safe_psql('postgres',
+	"SELECT message FROM toss_billing.health(queue_wait_after => '500 milliseconds') WHERE name = 'worker_queue'"),
+	qr/^1 calls queued and 0 running \(toss_billing\.engine_queue\), the oldest waiting 00:00:\d\d(\.\d+)?; 1 of the server's 16 call slots taken$/,
+	'the sentence says how long the oldest call has waited');
+$q->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%hl-wait-1%' AND pid <> pg_backend_pid()");
+$waiting->quit;
+is($q->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments WHERE order_id = 'hl-wait-1'"), '0',
+	'the cancelled call left nothing behind');
+like(check($q, 'worker_queue'), qr/^ok: 0 calls queued and 0 running .*; 0 of the server's 16 call slots taken$/,
+	'and the queue is empty again');
+
+# A server without the engine (toss_billing not preloaded) refuses every
+# call, and the check fails saying so.
+$q->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_cron'\n");
+$q->restart;
+like(check($q, 'worker_queue'),
+	qr/^fail: there is no call engine: toss_billing is not in shared_preload_libraries, so every Toss call is refused$/,
+	'no engine: the check fails');
+my ($rc, $out, $err) = $q->psql('postgres', "SELECT toss_billing.toss_charge('hl-wait', 4900, 'no engine', 'hl-noengine-1')");
+like($err, qr/toss_billing (is|was) not loaded at server start/, 'and a call is indeed refused, with a clear error');
+is($q->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments WHERE order_id = 'hl-noengine-1'"), '0', 'and nothing recorded');
+# (loading the library there used to end the session: it defined settings
+# that only server start may define)
+$q->safe_psql('postgres', 'CREATE DATABASE later');
+$q->safe_psql('later', 'CREATE EXTENSION toss_billing');
+like($q->safe_psql('later', "SELECT status || ': ' || message FROM toss_billing.health() WHERE name = 'root_key'"),
+	qr/^fail: .*not loaded at server start/, 'the extension installs there, and health() says what is missing');
 $q->stop;
 $emulator->kill_kill;
 done_testing();
