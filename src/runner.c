@@ -243,7 +243,7 @@ fail_item(RunItem *it, const char *code, const char *message)
 }
 
 /*
- * Build one item from a claimed row (the columns of _claim_due, and of
+ * Build one item from a claimed row (a toss_billing._charge_call, and of
  * _claim_unknown, which adds created_at and may_repost): decrypt the key,
  * build the body.  A row that cannot be prepared -- no secret key for its
  * merchant, a sealed key that does not decrypt -- fails alone: its attempt

@@ -15,6 +15,29 @@ CREATE TABLE toss_billing.installation (
 );
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.installation', '');
 
+-- What one Toss charge call needs, as the claims return it: the attempt
+-- (its id, Idempotency-Key and number), its order (id, order id, amounts,
+-- name, the customer's key, e-mail and name) and the billing key to charge
+-- (id, merchant, sealed key, Toss mId).  _attempt_orders makes the rows;
+-- _claim_due and _claim_invoices return them; runner.c reads them.
+CREATE TYPE toss_billing._charge_call AS (
+    attempt_id      bigint,
+    payment_id      bigint,
+    order_id        text,
+    idempotency_key text,
+    customer_key    text,
+    amount          bigint,
+    tax_free_amount bigint,
+    order_name      text,
+    customer_email  text,
+    customer_name   text,
+    billing_key_id  bigint,
+    merchant        text,
+    encrypted_key   bytea,
+    mid             text,
+    attempt_number  integer
+);
+
 -- @code
 
 CREATE OR REPLACE FUNCTION toss_billing._order_tag()
@@ -40,12 +63,9 @@ $$;
 -- by the caller in this transaction, for their subscription period or
 -- their invoice -- with its own Idempotency-Key and a deadline of twice
 -- call_timeout (the call and its lookup), and returns what each Toss call
--- needs, in attempt order: the columns _claim_due and _claim_invoices
--- return.
+-- needs (_charge_call), in attempt order.
 CREATE OR REPLACE FUNCTION toss_billing._attempt_orders(order_ids bigint[], call_timeout interval)
-RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
-              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
-              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
+RETURNS SETOF toss_billing._charge_call
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -100,9 +120,7 @@ $$;
 -- other subscription's work, no invoices of their own, no consent notices.
 CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
                                                     only_subscription bigint DEFAULT NULL)
-RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
-              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
-              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
+RETURNS SETOF toss_billing._charge_call
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -220,7 +238,7 @@ $$;
 -- first, under obligation 'invoice:<id>': the latest order of the
 -- obligation again (pending, or failed: the same order id), or its first
 -- one; records ONE in_flight attempt for each and returns what the Toss call
--- needs (the columns of _claim_due).  Rows locked by another transaction are
+-- needs (_charge_call).  Rows locked by another transaction are
 -- skipped (SKIP LOCKED), and the unique index on the obligation turns any
 -- race into "nothing claimed".  The caller commits before calling Toss.
 -- _claim_due runs it after the subscriptions' periods; only_invoice claims
@@ -228,9 +246,7 @@ $$;
 -- makes it due first).
 CREATE OR REPLACE FUNCTION toss_billing._claim_invoices(max_count integer, call_timeout interval DEFAULT '65 seconds',
                                                          only_invoice bigint DEFAULT NULL)
-RETURNS TABLE(attempt_id bigint, payment_id bigint, order_id text, idempotency_key text, customer_key text,
-              amount bigint, tax_free_amount bigint, order_name text, customer_email text, customer_name text,
-              billing_key_id bigint, merchant text, encrypted_key bytea, mid text, attempt_number integer)
+RETURNS SETOF toss_billing._charge_call
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$

@@ -39,6 +39,23 @@ CREATE TYPE toss_billing._outcome AS (
     billing_key_id  bigint,
     reuse_refused   boolean
 );
+CREATE TYPE toss_billing._charge_call AS (
+    attempt_id      bigint,
+    payment_id      bigint,
+    order_id        text,
+    idempotency_key text,
+    customer_key    text,
+    amount          bigint,
+    tax_free_amount bigint,
+    order_name      text,
+    customer_email  text,
+    customer_name   text,
+    billing_key_id  bigint,
+    merchant        text,
+    encrypted_key   bytea,
+    mid             text,
+    attempt_number  integer
+);
 
 -- What Toss's answers mean, as data (filled by the code of 35_answers).
 CREATE TABLE toss_billing.failure_classes (
