@@ -137,7 +137,8 @@ $q->safe_psql('postgres',
 $waiting->quit;
 is($q->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments WHERE order_id = 'hl-wait-1'"), '0',
 	'the cancelled call left nothing behind');
-like(check($q, 'worker_queue'), qr/^ok: 0 calls queued and 0 running .*; 0 of the server's 16 call slots taken$/,
+ok($q->poll_query_until('postgres',
+	"SELECT status = 'ok' AND message ~ '^0 calls queued and 0 running .*; 0 of the server''s 16 call slots taken\$' FROM toss_billing.health() WHERE name = 'worker_queue'"),
 	'and the queue is empty again');
 
 # A server without the engine (toss_billing not preloaded) refuses every
