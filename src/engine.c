@@ -1534,7 +1534,16 @@ toss_billing_engine_main(Datum main_arg)
 		if (gated)
 			timeout = Min(timeout, 10);
 		if (e.njobs == 0)
+		{
 			timeout = Min(timeout, ORPHAN_EXIT_MS);
+			/*
+			 * Idle: report this worker's table and function statistics now
+			 * (after a transaction they wait for PostgreSQL's minimum
+			 * interval), so pg_stat_user_tables shows the calls' reads and
+			 * writes while the worker lives on.
+			 */
+			pgstat_report_stat(true);
+		}
 		(void) toss_http_batch_wait(e.batch, timeout);
 	}
 	proc_exit(0);

@@ -149,6 +149,10 @@ CREATE INDEX payments_approved_at ON toss_billing.payments (approved_at)
     WHERE state OPERATOR(pg_catalog.=) 'done';
 CREATE UNIQUE INDEX payments_one_per_obligation ON toss_billing.payments (obligation)
     WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'in_flight', 'unknown', 'done']);
+-- every order of an obligation, whatever its state: the intent's and the
+-- claims' "latest order of the obligation", order_status(), webhooks and
+-- reconcile find them here, not among the customer's or all the orders
+CREATE INDEX payments_obligation ON toss_billing.payments (obligation);
 CREATE INDEX payments_invoice ON toss_billing.payments (invoice_id) WHERE invoice_id IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.payments', '');
 SELECT pg_catalog.pg_extension_config_dump('toss_billing.payments_id_seq', '');
@@ -265,8 +269,8 @@ BEGIN
     END IF;
 
     -- the obligation's live order (at most one: the partial unique index
-    -- finds it), else its latest failed one (among the customer's orders),
-    -- else whatever order holds the order id
+    -- finds it), else its latest failed one of this customer's (by
+    -- payments_obligation), else whatever order holds the order id
     SELECT * INTO v_p FROM toss_billing.payments p
      WHERE p.obligation = v_obligation AND p.state = ANY (ARRAY['pending', 'in_flight', 'unknown', 'done'])
        FOR UPDATE;

@@ -154,6 +154,10 @@ CREATE INDEX payments_subscription_open ON toss_billing.payments (subscription_i
     WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['in_flight', 'unknown']);
 CREATE UNIQUE INDEX payments_one_per_obligation ON toss_billing.payments (obligation)
     WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'in_flight', 'unknown', 'done']);
+-- every order of an obligation, whatever its state: the intent's and the
+-- claims' "latest order of the obligation", order_status(), webhooks and
+-- reconcile find them here, not among the customer's or all the orders
+CREATE INDEX payments_obligation ON toss_billing.payments (obligation);
 
 -- Every table that grows with customers carries customer_id.
 ALTER TABLE toss_billing.events ADD COLUMN customer_id bigint REFERENCES toss_billing.customers (id);

@@ -6,7 +6,9 @@
 # run's sequential scans are of small tables only; and later, with a long
 # history, the claim finds the open invoices by their own index instead of
 # reading every invoice.  Counted: rows read by sequential scans
-# (pg_stat_user_tables), per charge.
+# (pg_stat_user_tables), per charge.  With that long history, an
+# obligation's orders are found by an index, not among the customer's or
+# the whole ledger's.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -70,6 +72,56 @@ $node->safe_psql('postgres', "SELECT toss_billing.advance_clock('1 month')");
 cmp_ok($run->('renewals'), '<', 50, 'renewals: sequential scans read fewer than 50 rows per charge');
 is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments WHERE state = 'done'"),
 	2 * $subscriptions, 'the ledger has both periods of every subscription paid');
+
+# With that history (8,000 orders, 160 of each customer), finding an
+# obligation's orders reads those orders alone, by an index: neither the
+# customer's other orders nor the whole ledger.  Counted: rows of payments
+# read by sequential and index scans, per call, for a toss_charge of a new
+# order id (its intent looks for the obligation's live and failed orders),
+# order_status(), and charge_invoice_now of a one-off line (the claim looks
+# for the invoice's latest order).
+my $payments_read = sub {
+	$node->safe_psql('postgres', q{
+		SELECT pg_stat_force_next_flush();
+		SELECT seq_tup_read + COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables
+		 WHERE schemaname = 'toss_billing' AND relname = 'payments'});
+};
+# rows read per call by $calls calls made by the statements: the engine
+# workers report theirs as they go idle or exit, so wait until the count
+# stops moving
+my $read_per_call = sub {
+	my ($what, $calls, @sql) = @_;
+	my $before = $payments_read->();
+	$node->safe_psql('postgres', $_) for @sql;
+	my ($read, $last) = (0, -1);
+	for (1 .. 50)
+	{
+		sleep 0.3;
+		$read = $payments_read->() - $before;
+		last if $read == $last;
+		$last = $read;
+	}
+	note("$what: rows of payments read: $read for $calls calls");
+	return $read / $calls;
+};
+is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments p JOIN toss_billing.customers c ON c.id = p.customer_id WHERE c.customer_key = 'rp-001'"),
+	2 * $subscriptions / $customers, 'the customer has its share of the history');
+cmp_ok($read_per_call->('toss_charge', 20,
+		q{SELECT count(*) FROM generate_series(1, 20) i,
+		         LATERAL toss_billing.toss_charge('rp-001', 1000, '추가 결제', 'rp-tc-' || i) c WHERE c.status = 'DONE'}),
+	'<', 30, 'toss_charge: fewer than 30 rows of payments read per call, not the customer\'s orders');
+cmp_ok($read_per_call->('order_status', 20,
+		q{SELECT count(*) FROM generate_series(1, 20) i, LATERAL toss_billing.order_status('rp-tc-' || i) s WHERE s.paid}),
+	'<', 30, 'order_status: fewer than 30 rows of payments read per call, not the ledger');
+my @drafts = split /\n/, $node->safe_psql('postgres', q{
+	SELECT (toss_billing.add_invoice_item(s.id, 2000, '추가 항목')).invoice_id
+	  FROM (SELECT id FROM toss_billing.subscriptions ORDER BY id LIMIT 5) s ORDER BY 1});
+is(scalar(@drafts), 5, 'five one-off lines, each on its subscription\'s next invoice');
+cmp_ok($read_per_call->('charge_invoice_now', 5,
+		map { "SELECT (toss_billing.charge_invoice_now($_)).status" } @drafts),
+	'<', 30, 'charge_invoice_now: fewer than 30 rows of payments read per call, not the ledger');
+is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.invoices WHERE kind = 'one_off' AND status = 'paid'"),
+	'5', 'the five one-off lines were charged, each as an invoice of its own');
 
 $node->stop;
 done_testing();
