@@ -114,12 +114,16 @@ sub chaos
 	my ($kills, $stops, $replaced) = (0, 0, 0);
 	my $deadline = time + 200;
 	# the declining customers' cards are replaced once each has been declined
-	# (whatever the machine's speed: a slow run may reach them late)
+	# (whatever the machine's speed: a slow run may reach them late) by its
+	# card, REJECT_CARD_PAYMENT: that order is ABORTED at Toss.  A failure
+	# injected by a fault does not count: Toss may never have seen that
+	# order id, so the retry after the new card would be taken in place and
+	# the refuse mode would have no refused order id to replace.
 	my $declined = sub {
 		return $node->safe_psql('postgres', sprintf(q{
 			SELECT count(DISTINCT c.id) FROM toss_billing.customers c
 			  JOIN toss_billing.attempts a ON a.customer_id = c.id
-			 WHERE c.customer_key IN (%s) AND a.state = 'failed'},
+			 WHERE c.customer_key IN (%s) AND a.state = 'failed' AND a.failure_code = 'REJECT_CARD_PAYMENT'},
 			join(', ', map { sprintf("'ch-%03d'", $_) } @declining)));
 	};
 	while (($kills + $stops < $crashes_wanted || !$replaced || $work_left->() > 0) && time < $deadline)
