@@ -32,30 +32,41 @@ $node->safe_psql('postgres', qq{
 $node->safe_psql('postgres', 'ANALYZE');
 
 my $tables = q{'invoices', 'invoice_items', 'payments', 'attempts'};
-my $seq_read = sub {
+# Rows of the tables read so far by the scans counted in $what (a sum of
+# pg_stat_user_tables columns).
+my $rows_read = sub {
+	my ($what, $relnames) = @_;
 	$node->safe_psql('postgres', qq{
 		SELECT pg_stat_force_next_flush();
-		SELECT COALESCE(sum(seq_tup_read), 0) FROM pg_stat_user_tables
-		 WHERE schemaname = 'toss_billing' AND relname IN ($tables)});
+		SELECT COALESCE(sum($what), 0) FROM pg_stat_user_tables
+		 WHERE schemaname = 'toss_billing' AND relname IN ($relnames)});
+};
+# The rows read since $before, once the count has stopped moving: the
+# runner and the recorder report their statistics as they exit, the engine
+# workers as they go idle.
+my $settled = sub {
+	my ($what, $relnames, $before) = @_;
+	my ($read, $last) = (0, -1);
+	for (1 .. 50)
+	{
+		$read = $rows_read->($what, $relnames) - $before;
+		last if $read > 0 && $read == $last;
+		$last = $read;
+		sleep 0.3;
+	}
+	return $read;
 };
 
 # One run of the runner over the periods due; returns the rows its
 # sequential scans of those tables read per charge.
 my $run = sub {
 	my ($what) = @_;
-	my $before = $seq_read->();
+	my $before = $rows_read->('seq_tup_read', $tables);
 	my $out = $node->safe_psql('postgres', q{
 		SET toss_billing.max_concurrency = 64;
 		CALL toss_billing.run_due(max_charges => 100000, time_budget => '5 min')});
 	like($out, qr/^$subscriptions\|$subscriptions\|0\|0\|/, "$what: the run charged all $subscriptions periods");
-	# the runner and the recorder flush their statistics as they exit
-	my $read;
-	for (1 .. 50)
-	{
-		$read = $seq_read->() - $before;
-		last if $read > 0 && $read == $seq_read->() - $before;
-		sleep 0.2;
-	}
+	my $read = $settled->('seq_tup_read', $tables, $before);
 	note("$what: rows read by sequential scans of $tables: $read");
 	return $read / $subscriptions;
 };
@@ -80,27 +91,13 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments WHER
 # order id (its intent looks for the obligation's live and failed orders),
 # order_status(), and charge_invoice_now of a one-off line (the claim looks
 # for the invoice's latest order).
-my $payments_read = sub {
-	$node->safe_psql('postgres', q{
-		SELECT pg_stat_force_next_flush();
-		SELECT seq_tup_read + COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables
-		 WHERE schemaname = 'toss_billing' AND relname = 'payments'});
-};
-# rows read per call by $calls calls made by the statements: the engine
-# workers report theirs as they go idle or exit, so wait until the count
-# stops moving
+my $scans = 'seq_tup_read + COALESCE(idx_tup_fetch, 0)';
+# rows of payments read per call by $calls calls made by the statements
 my $read_per_call = sub {
 	my ($what, $calls, @sql) = @_;
-	my $before = $payments_read->();
+	my $before = $rows_read->($scans, q{'payments'});
 	$node->safe_psql('postgres', $_) for @sql;
-	my ($read, $last) = (0, -1);
-	for (1 .. 50)
-	{
-		sleep 0.3;
-		$read = $payments_read->() - $before;
-		last if $read == $last;
-		$last = $read;
-	}
+	my $read = $settled->($scans, q{'payments'}, $before);
 	note("$what: rows of payments read: $read for $calls calls");
 	return $read / $calls;
 };
