@@ -254,6 +254,7 @@ DECLARE
     v_p toss_billing.payments;
     v_a toss_billing.attempts;
     v_obligation text := 'charge:' || _charge_intent.order_id;
+    v_new boolean := false;
 BEGIN
     SELECT c.id INTO v_customer FROM toss_billing.customers c WHERE c.customer_key = _charge_intent.customer_key;
     IF NOT FOUND THEN
@@ -291,13 +292,16 @@ BEGIN
         END IF;
     END IF;
     IF NOT FOUND THEN
+        -- a new order is written in flight at once, with its first attempt
+        -- below (one row version, not a pending one updated at once)
         INSERT INTO toss_billing.payments AS p
                (order_id, obligation, customer_id, billing_key_id, merchant, state, order_name, amount,
                 tax_free_amount, customer_email, customer_name, requested_by)
-        VALUES (_charge_intent.order_id, v_obligation, v_customer, v_key.id, v_key.merchant, 'pending',
+        VALUES (_charge_intent.order_id, v_obligation, v_customer, v_key.id, v_key.merchant, 'in_flight',
                 _charge_intent.order_name, _charge_intent.amount, _charge_intent.tax_free_amount,
                 _charge_intent.customer_email, _charge_intent.customer_name, _charge_intent.requested_by)
         RETURNING * INTO v_p;
+        v_new := true;
     ELSIF v_p.customer_id IS DISTINCT FROM v_customer OR v_p.amount <> _charge_intent.amount
           OR v_p.tax_free_amount <> _charge_intent.tax_free_amount OR v_p.order_name <> _charge_intent.order_name THEN
         RAISE EXCEPTION 'order id "%" is already used for another charge', _charge_intent.order_id
@@ -315,7 +319,7 @@ BEGIN
                             v_p.merchant, NULL::bytea, NULL::text, v_p.response, NULL::timestamptz, false;
         RETURN;
     END IF;
-    IF v_p.state = 'in_flight' THEN
+    IF v_p.state = 'in_flight' AND NOT v_new THEN
         RETURN QUERY SELECT 'busy'::text, v_p.id, NULL::bigint, v_p.order_id, NULL::text, v_p.billing_key_id,
                             v_p.merchant, NULL::bytea, NULL::text, NULL::jsonb, NULL::timestamptz, false;
         RETURN;
@@ -356,8 +360,8 @@ BEGIN
             HINT = 'See toss_billing.open_discrepancies; toss_billing.resolve_discrepancy() releases the order, and the same call then charges it.';
     END IF;
 
-    -- pending or failed: a new attempt, under the same order id, with the
-    -- customer's active key
+    -- new, pending or failed: a new attempt, under the same order id, with
+    -- the customer's active key
     INSERT INTO toss_billing.attempts AS a
            (payment_id, customer_id, attempt_number, order_id, billing_key_id, idempotency_key, state, deadline,
             requested_by)
@@ -366,11 +370,13 @@ BEGIN
             v_p.order_id, v_key.id, pg_catalog.gen_random_uuid()::text, 'in_flight',
             pg_catalog.now() + 2 * _charge_intent.call_timeout, _charge_intent.requested_by)
     RETURNING * INTO v_a;
-    UPDATE toss_billing.payments p
-       SET state = 'in_flight', billing_key_id = v_key.id, merchant = v_key.merchant,
-           customer_email = _charge_intent.customer_email, customer_name = _charge_intent.customer_name,
-           updated_at = pg_catalog.now()
-     WHERE p.id = v_p.id;
+    IF NOT v_new THEN
+        UPDATE toss_billing.payments p
+           SET state = 'in_flight', billing_key_id = v_key.id, merchant = v_key.merchant,
+               customer_email = _charge_intent.customer_email, customer_name = _charge_intent.customer_name,
+               updated_at = pg_catalog.now()
+         WHERE p.id = v_p.id;
+    END IF;
     RETURN QUERY SELECT 'post'::text, v_p.id, v_a.id, v_a.order_id, v_a.idempotency_key, v_key.id, v_key.merchant,
                         v_key.encrypted_key, v_key.mid, NULL::jsonb, v_a.created_at, true;
 END;

@@ -8,7 +8,8 @@
 # reading every invoice.  Counted: rows read by sequential scans
 # (pg_stat_user_tables), per charge.  With that long history, an
 # obligation's orders are found by an index, not among the customer's or
-# the whole ledger's.
+# the whole ledger's, and a new order of toss_charge is written as few times
+# as it can be.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -103,10 +104,15 @@ my $read_per_call = sub {
 };
 is($node->safe_psql('postgres', "SELECT count(*) FROM toss_billing.payments p JOIN toss_billing.customers c ON c.id = p.customer_id WHERE c.customer_key = 'rp-001'"),
 	2 * $subscriptions / $customers, 'the customer has its share of the history');
+my $updated_before = $rows_read->('n_tup_upd', q{'payments'});
 cmp_ok($read_per_call->('toss_charge', 20,
 		q{SELECT count(*) FROM generate_series(1, 20) i,
 		         LATERAL toss_billing.toss_charge('rp-001', 1000, '추가 결제', 'rp-tc-' || i) c WHERE c.status = 'DONE'}),
 	'<', 30, 'toss_charge: fewer than 30 rows of payments read per call, not the customer\'s orders');
+# and each new order is written twice: made in flight by the intent, then
+# changed once by its outcome (not made pending and updated at once)
+is($settled->('n_tup_upd', q{'payments'}, $updated_before), 20,
+	'toss_charge: each new order is updated once, by its outcome');
 cmp_ok($read_per_call->('order_status', 20,
 		q{SELECT count(*) FROM generate_series(1, 20) i, LATERAL toss_billing.order_status('rp-tc-' || i) s WHERE s.paid}),
 	'<', 30, 'order_status: fewer than 30 rows of payments read per call, not the ledger');
