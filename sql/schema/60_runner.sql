@@ -350,6 +350,7 @@ DECLARE
     v_outcomes toss_billing._outcome[];
     v_subscriptions bigint[];
     v_states text[];
+    v_invoiced boolean;
     r record;
 BEGIN
     IF COALESCE(pg_catalog.cardinality(_record_outcomes.states), 0) <> v_n
@@ -487,7 +488,7 @@ BEGIN
           FROM attempts_recorded ar, given i
          WHERE p.id = ar.payment_id AND i.attempt_id = ar.id AND p.state <> 'done'
         RETURNING p.id, p.subscription_id, p.period_number, p.amount, p.order_id, p.customer_id, p.obligation,
-                  p.generation, p.state AS order_state, p.hold_reason, i.hold, i.reuse_refused, i.payment,
+                  p.generation, p.invoice_id, p.state AS order_state, p.hold_reason, i.hold, i.reuse_refused, i.payment,
                   ar.id AS attempt_id, ar.attempt_number, ar.from_state, ar.state AS attempt_state,
                   ar.failure_class, ar.failure_code, ar.failure_message, ar.billing_key_id)
     SELECT pg_catalog.array_agg(ROW(o.attempt_id, o.id, o.subscription_id, o.period_number, o.attempt_number, o.amount,
@@ -495,8 +496,9 @@ BEGIN
                                     o.failure_message, o.billing_key_id, o.reuse_refused)::toss_billing._outcome
                                 ORDER BY o.id),
            pg_catalog.array_agg(DISTINCT o.subscription_id) FILTER (WHERE o.subscription_id IS NOT NULL),
-           pg_catalog.array_agg(DISTINCT o.attempt_state)
-      INTO v_outcomes, v_subscriptions, v_states
+           pg_catalog.array_agg(DISTINCT o.attempt_state),
+           pg_catalog.bool_or(o.invoice_id IS NOT NULL)
+      INTO v_outcomes, v_subscriptions, v_states, v_invoiced
       FROM orders_recorded o;
 
     IF v_outcomes IS NULL THEN
@@ -561,8 +563,10 @@ BEGIN
             PERFORM toss_billing._settle_unknown(v_outcomes);
         END IF;
     END IF;
-    -- the invoices the orders pay follow them
-    PERFORM toss_billing._settle_invoices(v_outcomes);
+    -- the invoices the orders pay follow them (a toss_charge's order pays none)
+    IF v_invoiced THEN
+        PERFORM toss_billing._settle_invoices(v_outcomes);
+    END IF;
     IF v_subscriptions IS NULL THEN
         RETURN;
     END IF;
