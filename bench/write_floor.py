@@ -99,11 +99,10 @@ COMMIT;
 """
 
 
-def floor_case(b, n, batch, run_script):
+def floor_case(b, n, batch):
     """Writes n charges' rows in batches of `batch`; returns CPU and rows per charge.
 
-    b is a charge_throughput Bench (due_subscriptions, psql, cpu);
-    run_script(sql) runs a script in one session of its own."""
+    b is a charge_throughput Bench (due_subscriptions, psql, script, cpu)."""
     lo, hi = b.due_subscriptions(n, "floor")
     b.psql("ANALYZE")
     ids = [int(x) for x in b.psql(
@@ -115,7 +114,7 @@ def floor_case(b, n, batch, run_script):
         parts.append(RECORD.format(lo=blo, hi=bhi, resp=RESPONSE))
     rows0 = rows_written(b.psql)
     cpu0 = b.cpu.snapshot()
-    run_script("\n".join(parts))
+    b.script("\n".join(parts))
     time.sleep(0.3)             # the session's backend exits and is reaped
     cpu_ms = ClusterCpu.delta_ms(cpu0, b.cpu.snapshot())
     rows = rows_written(b.psql) - rows0
