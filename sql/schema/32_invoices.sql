@@ -1209,6 +1209,11 @@ $$;
 -- The plain ones together (_finalize_plain), the others each in a
 -- subtransaction of its own (all of them so if the plain ones fail
 -- together): one that fails is skipped with an alert and the others go on.
+-- A subscription whose invoice failed is tried again only after a back-off
+-- (its next_charge_at moves on: 10 minutes after the first failure of its
+-- period, doubling up to a day), so that failing subscriptions never fill
+-- the count ahead of due ones behind them, run after run; their places are
+-- filled from behind at once (at most 4 x max_count failures a call).
 -- Returns how many were finalised.
 -- only_subscription: that subscription's alone, without waiting for the
 -- grace window (charge_subscription_now: its charge is asked for now), and
@@ -1226,6 +1231,9 @@ DECLARE
     v_ids bigint[];
     v_done bigint[];
     v_id bigint;
+    v_want integer;
+    v_failed integer;
+    v_failed_total integer := 0;
 BEGIN
     IF COALESCE(_finalize_due.max_count, 0) <= 0 THEN
         RETURN 0;
@@ -1235,6 +1243,9 @@ BEGIN
         -- claim that filled its count from the first would read through
         -- every due subscription in the second and find none
         EXIT WHEN v_with_key = 0 AND v_count >= _finalize_due.max_count;
+        v_want := _finalize_due.max_count;
+      <<refill>>
+      LOOP
         SELECT pg_catalog.array_agg(d.id ORDER BY d.next_charge_at, d.id) INTO v_ids
           FROM (SELECT s.id, s.next_charge_at
                   FROM toss_billing.subscriptions s
@@ -1254,9 +1265,9 @@ BEGIN
                                       AND i.period_number = s.period_number AND i.status <> 'draft'
                                    OFFSET 0)
                  ORDER BY s.next_charge_at, s.id
-                 LIMIT _finalize_due.max_count
+                 LIMIT v_want
                    FOR UPDATE OF s SKIP LOCKED) d;
-        CONTINUE WHEN v_ids IS NULL;
+        EXIT refill WHEN v_ids IS NULL;
         -- the plain ones together; if that fails, each alone below
         BEGIN
             v_done := toss_billing._finalize_plain(v_ids);
@@ -1264,6 +1275,7 @@ BEGIN
             v_done := '{}';
         END;
         v_count := v_count + pg_catalog.cardinality(v_done);
+        v_failed := 0;
         FOREACH v_id IN ARRAY v_ids LOOP
             CONTINUE WHEN v_id = ANY (v_done);
             BEGIN
@@ -1273,13 +1285,54 @@ BEGIN
                 IF _finalize_due.only_subscription IS NOT NULL THEN
                     RAISE;
                 END IF;
-                PERFORM toss_billing._event(v_id, 'alert', NULL, NULL, 'the period''s invoice could not be finalised',
-                                            toss_billing.subscription_now(v_id),
-                                            pg_catalog.jsonb_build_object('sqlstate', SQLSTATE, 'error', SQLERRM));
+                v_failed := v_failed + 1;
+                PERFORM toss_billing._defer_finalize(v_id, SQLSTATE, SQLERRM);
             END;
         END LOOP;
+        -- the places of those that failed go to the next due ones (which
+        -- the failed ones, now due later, no longer hide)
+        v_failed_total := v_failed_total + v_failed;
+        EXIT refill WHEN v_failed = 0 OR _finalize_due.only_subscription IS NOT NULL
+                         OR v_failed_total >= 4 * _finalize_due.max_count;
+        v_want := v_failed;
+      END LOOP;
     END LOOP;
     RETURN v_count;
+END;
+$$;
+
+-- A subscription whose period invoice could not be finalised (the error
+-- rolled back): an alert, and its next_charge_at moved on by the back-off,
+-- 10 minutes after the first failure of the open period, doubling with each
+-- failure of it recorded before (its alerts), at most a day.  The runner
+-- tries it again then; charge_subscription_now tries it at once.
+CREATE OR REPLACE FUNCTION toss_billing._defer_finalize(subscription_id bigint, err_code text, err_message text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.subscription_now(_defer_finalize.subscription_id);
+    v_period integer;
+    v_before integer;
+    v_retry_at timestamptz;
+BEGIN
+    SELECT s.period_number INTO v_period FROM toss_billing.subscriptions s WHERE s.id = _defer_finalize.subscription_id;
+    SELECT pg_catalog.count(*)::integer INTO v_before
+      FROM toss_billing.events e
+     WHERE e.subscription_id = _defer_finalize.subscription_id AND e.type = 'alert'
+       AND e.reason = 'the period''s invoice could not be finalised'
+       AND e.detail->>'period_number' = v_period::text;
+    v_retry_at := v_now + LEAST(interval '10 minutes' * pg_catalog.power(2, LEAST(v_before, 8)), interval '1 day');
+    UPDATE toss_billing.subscriptions s
+       SET next_charge_at = v_retry_at, updated_at = pg_catalog.now()
+     WHERE s.id = _defer_finalize.subscription_id;
+    PERFORM toss_billing._event(_defer_finalize.subscription_id, 'alert', NULL, NULL,
+                                'the period''s invoice could not be finalised', v_now,
+                                pg_catalog.jsonb_build_object('sqlstate', _defer_finalize.err_code,
+                                                              'error', _defer_finalize.err_message,
+                                                              'period_number', v_period,
+                                                              'retry_at', v_retry_at));
 END;
 $$;
 
