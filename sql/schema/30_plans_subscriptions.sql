@@ -30,7 +30,10 @@ SELECT pg_catalog.pg_extension_config_dump('toss_billing.plans_id_seq', '');
 -- to another interval and on resume).  quantity: the seats the plan's price
 -- is multiplied by (set_quantity); pending_quantity / pending_amount (a new
 -- price override, change_price) take effect from their period on, like
--- pending_plan_id.
+-- pending_plan_id.  deferred_until: the runner could not do what was due
+-- for it (apply a transition, finalise the period's invoice: an alert says
+-- why) and leaves it alone until then, on its clock (_defer_subscription);
+-- a time past no longer matters.
 CREATE TABLE toss_billing.subscriptions (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id          bigint NOT NULL REFERENCES toss_billing.customers (id),
@@ -63,6 +66,7 @@ CREATE TABLE toss_billing.subscriptions (
     pending_quantity_period integer,
     pending_amount       bigint CHECK (pending_amount OPERATOR(pg_catalog.>=) 100),
     pending_amount_period integer,
+    deferred_until       timestamptz,
     CHECK (current_period_end OPERATOR(pg_catalog.>) current_period_start),
     CHECK ((pending_plan_id IS NULL AND pending_plan_period IS NULL)
            OR (pending_plan_id IS NOT NULL AND pending_plan_period IS NOT NULL)),
@@ -739,9 +743,9 @@ $$;
 -- Applies the transitions that are due without a charge, on each
 -- subscription's clock: scheduled cancellations (first: a trial canceled at
 -- its end is never charged), trial ends, and pending plan changes whose
--- period has started.  Only the given subscriptions (all when NULL); paused
--- and canceled ones, and rows locked by someone else, are skipped.
--- Returns the number of transitions.
+-- period has started.  Only the given subscriptions (all when NULL, but
+-- those deferred: deferred_until ahead); paused and canceled ones, and rows
+-- locked by someone else, are skipped.  Returns the number of transitions.
 CREATE OR REPLACE FUNCTION toss_billing._apply_transitions(subscription_ids bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -764,7 +768,8 @@ BEGIN
            AND s.status <> ALL (ARRAY['canceled', 'paused'])
            AND s.cancel_at <= v_horizon
            AND s.cancel_at <= COALESCE(tc.now_at, v_now)
-           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           AND (s.id = ANY (v_ids)
+                OR (v_ids IS NULL AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
            FOR UPDATE OF s SKIP LOCKED),
     changed AS (
         UPDATE toss_billing.subscriptions s
@@ -803,7 +808,8 @@ BEGIN
          WHERE s.status = 'trialing'
            AND s.trial_end <= v_horizon
            AND s.trial_end <= COALESCE(tc.now_at, v_now)
-           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           AND (s.id = ANY (v_ids)
+                OR (v_ids IS NULL AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
            FOR UPDATE OF s SKIP LOCKED),
     changed AS (
         UPDATE toss_billing.subscriptions s
@@ -831,7 +837,8 @@ BEGIN
            AND s.status <> ALL (ARRAY['canceled', 'paused'])
            AND s.current_period_start <= v_horizon
            AND s.current_period_start <= COALESCE(tc.now_at, v_now)
-           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           AND (s.id = ANY (v_ids)
+                OR (v_ids IS NULL AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
            FOR UPDATE OF s SKIP LOCKED),
     changed AS (
         UPDATE toss_billing.subscriptions s
@@ -867,7 +874,8 @@ BEGIN
            AND s.status <> ALL (ARRAY['canceled', 'paused'])
            AND s.current_period_start <= v_horizon
            AND s.current_period_start <= COALESCE(tc.now_at, v_now)
-           AND (v_ids IS NULL OR s.id = ANY (v_ids))
+           AND (s.id = ANY (v_ids)
+                OR (v_ids IS NULL AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
            FOR UPDATE OF s SKIP LOCKED),
     changed AS (
         UPDATE toss_billing.subscriptions s
@@ -895,6 +903,89 @@ BEGIN
      ORDER BY c.id, e.type DESC;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_total + v_count;
+END;
+$$;
+
+-- The runner's transitions (_claim_due): every one that is due, together;
+-- if that fails, each subscription's alone, and one that fails is deferred
+-- with an alert (_defer_subscription) while the others go on.  The
+-- subscriptions tried alone are a superset of those due (each call applies
+-- only what is due); this runs only when the statement for all failed.
+CREATE OR REPLACE FUNCTION toss_billing._apply_due_transitions()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.now();
+    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_total integer := 0;
+    v_id bigint;
+BEGIN
+    BEGIN
+        RETURN toss_billing._apply_transitions(NULL);
+    EXCEPTION WHEN OTHERS THEN
+        NULL;   -- one of them cannot be applied: each alone below
+    END;
+    FOR v_id IN
+        SELECT s.id
+          FROM toss_billing.subscriptions s
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.status <> ALL (ARRAY['canceled', 'paused'])
+           AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))
+           AND ((s.cancel_at_period_end AND s.cancel_at <= v_horizon)
+                OR (s.status = 'trialing' AND s.trial_end <= v_horizon)
+                OR ((s.pending_plan_id IS NOT NULL OR s.pending_quantity_period IS NOT NULL
+                     OR s.pending_amount_period IS NOT NULL)
+                    AND s.current_period_start <= v_horizon))
+         ORDER BY s.id
+    LOOP
+        BEGIN
+            v_total := v_total + toss_billing._apply_transitions(ARRAY[v_id]);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM toss_billing._defer_subscription(v_id, 'a due transition could not be applied', SQLSTATE, SQLERRM);
+        END;
+    END LOOP;
+    RETURN v_total;
+END;
+$$;
+
+-- The runner could not do what was due for a subscription (the error rolled
+-- back): an alert (the reason, the error, the open period, when it is tried
+-- again), and deferred_until set on the subscription's clock, which keeps
+-- the runner from applying its transitions, finalising its invoice or
+-- charging it until then: 10 minutes after the first failure of that kind
+-- in the open period, doubling with each one recorded before, at most a
+-- day.  charge_subscription_now does not wait for it.
+CREATE OR REPLACE FUNCTION toss_billing._defer_subscription(subscription_id bigint, reason text, err_code text,
+                                                             err_message text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.subscription_now(_defer_subscription.subscription_id);
+    v_period integer;
+    v_before integer;
+    v_until timestamptz;
+BEGIN
+    SELECT s.period_number INTO v_period
+      FROM toss_billing.subscriptions s WHERE s.id = _defer_subscription.subscription_id;
+    SELECT pg_catalog.count(*)::integer INTO v_before
+      FROM toss_billing.events e
+     WHERE e.subscription_id = _defer_subscription.subscription_id AND e.type = 'alert'
+       AND e.reason = _defer_subscription.reason
+       AND e.detail->>'period_number' = v_period::text;
+    v_until := v_now + LEAST(interval '10 minutes' * pg_catalog.power(2, LEAST(v_before, 8)), interval '1 day');
+    UPDATE toss_billing.subscriptions s
+       SET deferred_until = v_until, updated_at = pg_catalog.now()
+     WHERE s.id = _defer_subscription.subscription_id;
+    PERFORM toss_billing._event(_defer_subscription.subscription_id, 'alert', NULL, NULL,
+                                _defer_subscription.reason, v_now,
+                                pg_catalog.jsonb_build_object('sqlstate', _defer_subscription.err_code,
+                                                              'error', _defer_subscription.err_message,
+                                                              'period_number', v_period,
+                                                              'retry_at', v_until));
 END;
 $$;
 

@@ -1209,9 +1209,8 @@ $$;
 -- The plain ones together (_finalize_plain), the others each in a
 -- subtransaction of its own (all of them so if the plain ones fail
 -- together): one that fails is skipped with an alert and the others go on.
--- A subscription whose invoice failed is tried again only after a back-off
--- (its next_charge_at moves on: 10 minutes after the first failure of its
--- period, doubling up to a day), so that failing subscriptions never fill
+-- A subscription whose invoice failed is deferred (_defer_subscription:
+-- tried again after a back-off), so that failing subscriptions never fill
 -- the count ahead of due ones behind them, run after run; their places are
 -- filled from behind at once (at most 4 x max_count failures a call).
 -- Returns how many were finalised.
@@ -1252,7 +1251,9 @@ BEGIN
                   LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
                  WHERE s.next_charge_at <= v_horizon
                    AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
-                   AND (_finalize_due.only_subscription IS NULL OR s.id = _finalize_due.only_subscription)
+                   AND (s.id = _finalize_due.only_subscription
+                        OR (_finalize_due.only_subscription IS NULL
+                            AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
                    AND s.current_period_start
                        + CASE WHEN _finalize_due.only_subscription IS NULL THEN v_grace ELSE '0'::interval END
                        <= COALESCE(tc.now_at, v_now)
@@ -1286,11 +1287,12 @@ BEGIN
                     RAISE;
                 END IF;
                 v_failed := v_failed + 1;
-                PERFORM toss_billing._defer_finalize(v_id, SQLSTATE, SQLERRM);
+                PERFORM toss_billing._defer_subscription(v_id, 'the period''s invoice could not be finalised',
+                                                         SQLSTATE, SQLERRM);
             END;
         END LOOP;
         -- the places of those that failed go to the next due ones (which
-        -- the failed ones, now due later, no longer hide)
+        -- the failed ones, deferred now, no longer hide)
         v_failed_total := v_failed_total + v_failed;
         EXIT refill WHEN v_failed = 0 OR _finalize_due.only_subscription IS NOT NULL
                          OR v_failed_total >= 4 * _finalize_due.max_count;
@@ -1298,41 +1300,6 @@ BEGIN
       END LOOP;
     END LOOP;
     RETURN v_count;
-END;
-$$;
-
--- A subscription whose period invoice could not be finalised (the error
--- rolled back): an alert, and its next_charge_at moved on by the back-off,
--- 10 minutes after the first failure of the open period, doubling with each
--- failure of it recorded before (its alerts), at most a day.  The runner
--- tries it again then; charge_subscription_now tries it at once.
-CREATE OR REPLACE FUNCTION toss_billing._defer_finalize(subscription_id bigint, err_code text, err_message text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_now timestamptz := toss_billing.subscription_now(_defer_finalize.subscription_id);
-    v_period integer;
-    v_before integer;
-    v_retry_at timestamptz;
-BEGIN
-    SELECT s.period_number INTO v_period FROM toss_billing.subscriptions s WHERE s.id = _defer_finalize.subscription_id;
-    SELECT pg_catalog.count(*)::integer INTO v_before
-      FROM toss_billing.events e
-     WHERE e.subscription_id = _defer_finalize.subscription_id AND e.type = 'alert'
-       AND e.reason = 'the period''s invoice could not be finalised'
-       AND e.detail->>'period_number' = v_period::text;
-    v_retry_at := v_now + LEAST(interval '10 minutes' * pg_catalog.power(2, LEAST(v_before, 8)), interval '1 day');
-    UPDATE toss_billing.subscriptions s
-       SET next_charge_at = v_retry_at, updated_at = pg_catalog.now()
-     WHERE s.id = _defer_finalize.subscription_id;
-    PERFORM toss_billing._event(_defer_finalize.subscription_id, 'alert', NULL, NULL,
-                                'the period''s invoice could not be finalised', v_now,
-                                pg_catalog.jsonb_build_object('sqlstate', _defer_finalize.err_code,
-                                                              'error', _defer_finalize.err_message,
-                                                              'period_number', v_period,
-                                                              'retry_at', v_retry_at));
 END;
 $$;
 

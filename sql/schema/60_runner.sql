@@ -97,12 +97,13 @@ END;
 $$;
 
 -- Claims up to max_count due charges for the runner.  First applies the
--- transitions that need no charge, sends the consent events that are due
--- and finalises the period invoices that are due (32_invoices: a total of 0
--- or one carried forward settles its period there); then, for each due
--- subscription, earliest first (next_charge_at reached on its clock, trial
--- over, not paused, an active billing key, no order of it in flight or
--- unknown, its open period not paid, the period's invoice open), records
+-- transitions that need no charge (_apply_due_transitions), sends the
+-- consent events that are due and finalises the period invoices that are
+-- due (32_invoices: a total of 0 or one carried forward settles its period
+-- there); then, for each due subscription, earliest first (next_charge_at
+-- reached on its clock, not deferred, trial over, not paused, an active
+-- billing key, no order of it in flight or unknown, its open period not
+-- paid, the period's invoice open), records
 -- ONE in_flight attempt for its open period's order -- the order already
 -- owed for the period (pending), under its order id, or a new one, for the
 -- invoice's amount_due and tax_free_amount -- and returns what the Toss call
@@ -136,8 +137,11 @@ BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
     END IF;
-    PERFORM toss_billing._apply_transitions(CASE WHEN _claim_due.only_subscription IS NOT NULL
-                                                 THEN ARRAY[_claim_due.only_subscription] END);
+    IF _claim_due.only_subscription IS NOT NULL THEN
+        PERFORM toss_billing._apply_transitions(ARRAY[_claim_due.only_subscription]);
+    ELSE
+        PERFORM toss_billing._apply_due_transitions();
+    END IF;
     IF _claim_due.only_subscription IS NULL THEN
         PERFORM toss_billing._consent_notices();
     END IF;
@@ -159,7 +163,9 @@ BEGIN
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE s.next_charge_at <= v_horizon
            AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
-           AND (_claim_due.only_subscription IS NULL OR s.id = _claim_due.only_subscription)
+           AND (s.id = _claim_due.only_subscription
+                OR (_claim_due.only_subscription IS NULL
+                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
            AND (s.status = ANY (ARRAY['active', 'past_due'])
                 OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
            AND EXISTS (SELECT FROM toss_billing.billing_keys bk
@@ -570,8 +576,15 @@ BEGIN
     IF v_subscriptions IS NULL THEN
         RETURN;
     END IF;
-    -- catching up: the period just opened may already have ended
-    PERFORM toss_billing._apply_transitions(v_subscriptions);
+    -- catching up: the period just opened may already have ended.  The
+    -- outcomes stand whatever happens here: a transition that cannot be
+    -- applied is left to the next claim (_apply_due_transitions defers it
+    -- with an alert, and its subscription is not charged meanwhile).
+    BEGIN
+        PERFORM toss_billing._apply_transitions(v_subscriptions);
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
 END;
 $$;
 

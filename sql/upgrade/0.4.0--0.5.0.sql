@@ -254,6 +254,7 @@ ALTER TABLE toss_billing.subscriptions
     ADD COLUMN pending_quantity_period integer,
     ADD COLUMN pending_amount bigint CHECK (pending_amount OPERATOR(pg_catalog.>=) 100),
     ADD COLUMN pending_amount_period integer,
+    ADD COLUMN deferred_until timestamptz,
     ADD CONSTRAINT subscriptions_pending_quantity_pair CHECK ((pending_quantity IS NULL) OPERATOR(pg_catalog.=) (pending_quantity_period IS NULL)),
     ADD CONSTRAINT subscriptions_pending_amount_pair CHECK ((pending_amount IS NULL) OPERATOR(pg_catalog.=) (pending_amount_period IS NULL));
 CREATE INDEX subscriptions_pending_terms ON toss_billing.subscriptions (current_period_start)
