@@ -4,7 +4,8 @@
 -- no transition, no invoice, no charge until then; 10 minutes after the
 -- first failure of its kind in the period, doubling, at most a day), so
 -- that failing subscriptions, however many, never hold up the others; an
--- outcome is recorded even when the transitions that follow it fail.
+-- outcome is recorded even when the transitions that follow it fail.  The
+-- causes are planted: constraints that refuse one subscription's rows.
 \set SHOW_CONTEXT never
 SET TimeZone = 'Asia/Seoul';
 SET DateStyle = 'ISO, YMD';
@@ -141,7 +142,35 @@ SELECT customer_key, attempt, amount, state FROM pg_temp.run('done');
 SELECT customer_key, status, period, quantity FROM pg_temp.deferrals('df-seats');
 SELECT pg_temp.cleanup('df-');
 
--- 4. the back-off doubles per failure in the same period, up to a day
+-- 4. a consent notice that cannot be recorded: two yearly subscriptions
+-- whose price rises next year, one of whose notices the constraint below
+-- refuses, and a monthly one that renews.  When the notices come due (30
+-- days before the rise), the refused one is deferred with an alert, the
+-- other noticed, the renewal charged; once the cause is gone, it is noticed
+SELECT toss_billing.freeze_clock('2026-02-01 09:00+09');
+SELECT id AS yearly FROM toss_billing.create_plan('연간', 99000, 'year') \gset
+SELECT count(pg_temp.customer(k)) FROM unnest(ARRAY['df-cn-refused', 'df-cn-noticed', 'df-cn-renew']) k;
+SELECT (toss_billing.create_subscription('df-cn-refused', :yearly)).id AS refused \gset
+SELECT (toss_billing.create_subscription('df-cn-noticed', :yearly)).id AS noticed \gset
+SELECT count(*) AS paid FROM pg_temp.run('done');
+SELECT count(toss_billing.change_price(id, 119000)) FROM unnest(ARRAY[:refused, :noticed]::bigint[]) id;
+SELECT toss_billing.advance_clock('335 days');
+SELECT count(toss_billing.create_subscription('df-cn-renew', :plan, toss_billing.now() - interval '1 month'));
+ALTER TABLE toss_billing.events ADD CONSTRAINT deferral_trap
+    CHECK (type <> 'consent_required' OR subscription_id <> :refused) NOT VALID;
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT customer_key, status, period, deferred_until FROM pg_temp.deferrals('df-cn-');
+SELECT customer_key, reason, sqlstate, period, retry_at FROM pg_temp.deferral_alerts('df-cn-');
+SELECT c.customer_key, e.type FROM toss_billing.events e JOIN toss_billing.customers c ON c.id = e.customer_id
+ WHERE c.customer_key LIKE 'df-cn-%' AND e.type = 'consent_required' ORDER BY e.id;
+ALTER TABLE toss_billing.events DROP CONSTRAINT deferral_trap;
+SELECT toss_billing.advance_clock('10 minutes');
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT c.customer_key, e.type FROM toss_billing.events e JOIN toss_billing.customers c ON c.id = e.customer_id
+ WHERE c.customer_key LIKE 'df-cn-%' AND e.type = 'consent_required' ORDER BY e.id;
+SELECT pg_temp.cleanup('df-');
+
+-- 5. the back-off doubles per failure in the same period, up to a day
 SELECT toss_billing.freeze_clock('2026-01-01 09:00+09');
 SELECT pg_temp.customer('df-long');
 SELECT count(toss_billing.create_subscription('df-long', :plan, '2026-01-01 09:00+09', amount_override => 7700));

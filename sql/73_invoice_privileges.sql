@@ -21,7 +21,7 @@ SELECT p.proname, p.prosecdef AS definer,
                               'change_price', 'change_plan', 'record_usage', 'record_usage_batch', 'ingest_usage',
                               'record_consent', 'set_invoice_policy', '_finalize_due', '_finalize_period_invoice',
                               '_finalize_invoice', '_compose', '_write_invoice', '_settle_invoices', '_close_invoices',
-                              '_review_consent', '_consent_for', '_consent_notices', '_change_now', '_usage_lines',
+                              '_review_consent', '_consent_for', '_consent_notices', '_send_due_consent_notices', '_change_now', '_usage_lines',
                               '_meter_price', '_coupon_discount', '_won', '_recurring', '_invoice_due_now',
                               '_charge_invoice_now_intent'])
  ORDER BY 1;

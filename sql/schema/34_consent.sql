@@ -326,8 +326,9 @@ $$;
 -- The consent events that are due (the runner calls it): consent_required
 -- when a requirement's notice date (30 days before its effective date) has
 -- come on its subscription's clock, consent_reminder at its reminder date
--- while no consent counts.  Returns how many events.
-CREATE OR REPLACE FUNCTION toss_billing._consent_notices()
+-- while no consent counts.  Only the given subscriptions' (all when NULL,
+-- but those deferred: deferred_until ahead).  Returns how many events.
+CREATE OR REPLACE FUNCTION toss_billing._consent_notices(subscription_ids bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -345,6 +346,9 @@ BEGIN
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE r.status = 'pending' AND r.noticed_at IS NULL AND r.notice_at <= v_horizon
            AND r.notice_at <= COALESCE(tc.now_at, v_now)
+           AND (s.id = ANY (_consent_notices.subscription_ids)
+                OR (_consent_notices.subscription_ids IS NULL
+                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
          ORDER BY r.id
            FOR UPDATE OF r SKIP LOCKED),
     noticed AS (
@@ -365,6 +369,9 @@ BEGIN
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
          WHERE r.status = 'pending' AND r.reminded_at IS NULL AND r.noticed_at IS NOT NULL
            AND r.reminder_at <= v_horizon AND r.reminder_at <= COALESCE(tc.now_at, v_now)
+           AND (s.id = ANY (_consent_notices.subscription_ids)
+                OR (_consent_notices.subscription_ids IS NULL
+                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
          ORDER BY r.id
            FOR UPDATE OF r SKIP LOCKED),
     reminded AS (
@@ -379,6 +386,46 @@ BEGIN
      ORDER BY n.id;
     GET DIAGNOSTICS v_b = ROW_COUNT;
     RETURN v_a + v_b;
+END;
+$$;
+
+-- The runner's consent events (_claim_due): all that are due, together; if
+-- that fails, each subscription's alone, and one that fails is deferred with
+-- an alert (_defer_subscription) while the others go on.
+CREATE OR REPLACE FUNCTION toss_billing._send_due_consent_notices()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := toss_billing.now();
+    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_total integer := 0;
+    v_id bigint;
+BEGIN
+    BEGIN
+        RETURN toss_billing._consent_notices(NULL);
+    EXCEPTION WHEN OTHERS THEN
+        NULL;   -- one of them cannot be recorded: each subscription's alone below
+    END;
+    FOR v_id IN
+        SELECT DISTINCT r.subscription_id
+          FROM toss_billing.consent_requirements r
+          JOIN toss_billing.subscriptions s ON s.id = r.subscription_id
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE r.status = 'pending'
+           AND ((r.noticed_at IS NULL AND r.notice_at <= v_horizon)
+                OR (r.noticed_at IS NOT NULL AND r.reminded_at IS NULL AND r.reminder_at <= v_horizon))
+           AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))
+         ORDER BY 1
+    LOOP
+        BEGIN
+            v_total := v_total + toss_billing._consent_notices(ARRAY[v_id]);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM toss_billing._defer_subscription(v_id, 'a consent notice could not be recorded', SQLSTATE, SQLERRM);
+        END;
+    END LOOP;
+    RETURN v_total;
 END;
 $$;
 

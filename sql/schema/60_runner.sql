@@ -98,12 +98,13 @@ $$;
 
 -- Claims up to max_count due charges for the runner.  First applies the
 -- transitions that need no charge (_apply_due_transitions), sends the
--- consent events that are due and finalises the period invoices that are
--- due (32_invoices: a total of 0 or one carried forward settles its period
--- there); then, for each due subscription, earliest first (next_charge_at
--- reached on its clock, not deferred, trial over, not paused, an active
--- billing key, no order of it in flight or unknown, its open period not
--- paid, the period's invoice open), records
+-- consent events that are due (_send_due_consent_notices) and finalises the
+-- period invoices that are due (32_invoices: a total of 0 or one carried
+-- forward settles its period there); a subscription any of these fails for
+-- is deferred (_defer_subscription).  Then, for each due subscription,
+-- earliest first (next_charge_at reached on its clock, not deferred, trial
+-- over, not paused, an active billing key, no order of it in flight or
+-- unknown, its open period not paid, the period's invoice open), records
 -- ONE in_flight attempt for its open period's order -- the order already
 -- owed for the period (pending), under its order id, or a new one, for the
 -- invoice's amount_due and tax_free_amount -- and returns what the Toss call
@@ -143,7 +144,7 @@ BEGIN
         PERFORM toss_billing._apply_due_transitions();
     END IF;
     IF _claim_due.only_subscription IS NULL THEN
-        PERFORM toss_billing._consent_notices();
+        PERFORM toss_billing._send_due_consent_notices();
     END IF;
     IF v_limit = 0 THEN
         RETURN;
