@@ -907,8 +907,8 @@ END;
 $$;
 
 -- The runner's transitions (_claim_due): every one that is due, together;
--- if that fails, each subscription's alone, and one that fails is deferred
--- with an alert (_defer_subscription) while the others go on.  The
+-- if that fails, each subscription's alone (_each_alone), and one that fails
+-- is deferred with an alert while the others go on.  The
 -- subscriptions tried alone are a superset of those due (each call applies
 -- only what is due); this runs only when the statement for all failed.
 CREATE OR REPLACE FUNCTION toss_billing._apply_due_transitions()
@@ -919,15 +919,13 @@ AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
     v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
-    v_total integer := 0;
-    v_id bigint;
 BEGIN
     BEGIN
         RETURN toss_billing._apply_transitions(NULL);
     EXCEPTION WHEN OTHERS THEN
         NULL;   -- one of them cannot be applied: each alone below
     END;
-    FOR v_id IN
+    RETURN toss_billing._each_alone('_apply_transitions', ARRAY(
         SELECT s.id
           FROM toss_billing.subscriptions s
           LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
@@ -938,12 +936,33 @@ BEGIN
                 OR ((s.pending_plan_id IS NOT NULL OR s.pending_quantity_period IS NOT NULL
                      OR s.pending_amount_period IS NOT NULL)
                     AND s.current_period_start <= v_horizon))
-         ORDER BY s.id
-    LOOP
+         ORDER BY s.id), 'a due transition could not be applied');
+END;
+$$;
+
+-- The runner's fallback when a step it runs for all due subscriptions at
+-- once failed: the step (a function of toss_billing taking the
+-- subscriptions to do, returning how many things it did) for each of them
+-- alone, in a subtransaction of its own; one that fails is deferred with an
+-- alert of this reason (_defer_subscription) and the others go on.
+-- Returns the total the step returned.
+CREATE OR REPLACE FUNCTION toss_billing._each_alone(step text, subscription_ids bigint[], reason text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_call text := pg_catalog.format('SELECT toss_billing.%I($1)', _each_alone.step);
+    v_total integer := 0;
+    v_done integer;
+    v_id bigint;
+BEGIN
+    FOREACH v_id IN ARRAY COALESCE(_each_alone.subscription_ids, '{}') LOOP
         BEGIN
-            v_total := v_total + toss_billing._apply_transitions(ARRAY[v_id]);
+            EXECUTE v_call INTO v_done USING ARRAY[v_id];
+            v_total := v_total + COALESCE(v_done, 0);
         EXCEPTION WHEN OTHERS THEN
-            PERFORM toss_billing._defer_subscription(v_id, 'a due transition could not be applied', SQLSTATE, SQLERRM);
+            PERFORM toss_billing._defer_subscription(v_id, _each_alone.reason, SQLSTATE, SQLERRM);
         END;
     END LOOP;
     RETURN v_total;

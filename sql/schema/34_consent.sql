@@ -390,8 +390,8 @@ END;
 $$;
 
 -- The runner's consent events (_claim_due): all that are due, together; if
--- that fails, each subscription's alone, and one that fails is deferred with
--- an alert (_defer_subscription) while the others go on.
+-- that fails, each subscription's alone (_each_alone), and one that fails is
+-- deferred with an alert while the others go on.
 CREATE OR REPLACE FUNCTION toss_billing._send_due_consent_notices()
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -400,15 +400,13 @@ AS $$
 DECLARE
     v_now timestamptz := toss_billing.now();
     v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
-    v_total integer := 0;
-    v_id bigint;
 BEGIN
     BEGIN
         RETURN toss_billing._consent_notices(NULL);
     EXCEPTION WHEN OTHERS THEN
         NULL;   -- one of them cannot be recorded: each subscription's alone below
     END;
-    FOR v_id IN
+    RETURN toss_billing._each_alone('_consent_notices', ARRAY(
         SELECT DISTINCT r.subscription_id
           FROM toss_billing.consent_requirements r
           JOIN toss_billing.subscriptions s ON s.id = r.subscription_id
@@ -417,15 +415,7 @@ BEGIN
            AND ((r.noticed_at IS NULL AND r.notice_at <= v_horizon)
                 OR (r.noticed_at IS NOT NULL AND r.reminded_at IS NULL AND r.reminder_at <= v_horizon))
            AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))
-         ORDER BY 1
-    LOOP
-        BEGIN
-            v_total := v_total + toss_billing._consent_notices(ARRAY[v_id]);
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM toss_billing._defer_subscription(v_id, 'a consent notice could not be recorded', SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
-    RETURN v_total;
+         ORDER BY 1), 'a consent notice could not be recorded');
 END;
 $$;
 
