@@ -22,7 +22,8 @@ SELECT p.proname, p.prosecdef AS definer,
                               'record_consent', 'set_invoice_policy', '_finalize_due', '_finalize_period_invoice',
                               '_finalize_invoice', '_compose', '_write_invoice', '_settle_invoices', '_close_invoices',
                               '_review_consent', '_consent_for', '_consent_notices', '_send_due_consent_notices', '_change_now', '_usage_lines',
-                              '_meter_price', '_coupon_discount', '_won', '_recurring', '_invoice_due_now',
+                              '_meter_price', '_coupon_discount', '_won', '_max_price', '_max_invoice_amount', '_invoice_amount',
+                              '_usage_quantity', '_recurring', '_invoice_due_now',
                               '_charge_invoice_now_intent'])
  ORDER BY 1;
 SELECT c.relname,

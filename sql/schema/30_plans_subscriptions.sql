@@ -132,6 +132,12 @@ BEGIN
             DETAIL = pg_catalog.format('Toss does not approve card payments under 100 KRW; the amount is %s KRW.',
                                        create_plan.amount);
     END IF;
+    IF create_plan.amount > toss_billing._max_price() THEN
+        RAISE EXCEPTION 'amount is above the maximum of % KRW',
+            pg_catalog.to_char(toss_billing._max_price(), 'FM9,999,999,999,999') USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('A plan''s amount is what one seat costs for one period; the amount is %s KRW.',
+                                       create_plan.amount);
+    END IF;
     IF create_plan.interval_unit <> ALL (ARRAY['day', 'week', 'month', 'year']) THEN
         RAISE EXCEPTION 'interval_unit "%" is not valid', create_plan.interval_unit USING ERRCODE = '22023',
             DETAIL = 'An interval unit is day, week, month or year.';
@@ -264,6 +270,12 @@ BEGIN
     IF create_subscription.amount_override < 100 THEN
         RAISE EXCEPTION 'amount_override is below the minimum of 100 KRW' USING ERRCODE = '22023',
             DETAIL = pg_catalog.format('Toss does not approve card payments under 100 KRW; the amount is %s KRW.',
+                                       create_subscription.amount_override);
+    END IF;
+    IF create_subscription.amount_override > toss_billing._max_price() THEN
+        RAISE EXCEPTION 'amount_override is above the maximum of % KRW',
+            pg_catalog.to_char(toss_billing._max_price(), 'FM9,999,999,999,999') USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The amount is what one seat costs for one period; it is %s KRW.',
                                        create_subscription.amount_override);
     END IF;
     IF pg_catalog.jsonb_typeof(create_subscription.metadata) <> 'object' THEN
@@ -498,6 +510,12 @@ BEGIN
     END IF;
     IF change_price.amount < 100 THEN
         RAISE EXCEPTION 'amount is below the minimum of 100 KRW' USING ERRCODE = '22023';
+    END IF;
+    IF change_price.amount > toss_billing._max_price() THEN
+        RAISE EXCEPTION 'amount is above the maximum of % KRW',
+            pg_catalog.to_char(toss_billing._max_price(), 'FM9,999,999,999,999') USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('The amount is what one seat costs for one period; it is %s KRW.',
+                                       change_price.amount);
     END IF;
     IF NOT pg_catalog.isfinite(change_price.effective_at) THEN
         RAISE EXCEPTION 'effective_at must be a finite time' USING ERRCODE = '22023';

@@ -105,6 +105,75 @@ AS $$
     SELECT pg_catalog.round($1)::bigint;
 $$;
 
+-- The bounds of amounts.  _max_price: the most one unit of a charge may
+-- cost, as a plan's amount, a subscription's own price or a one-off line
+-- (10,000,000,000 KRW); a seat count is at most 100,000, so a plan line
+-- stays far inside _max_invoice_amount.  _max_invoice_amount: the most any
+-- line or total of an invoice may be, either way (1,000,000,000,000,000
+-- KRW: exact in the JSON numbers Toss reads, which 2^63 is not).  Usage can
+-- add up past it, so an invoice is composed with _invoice_amount.
+CREATE OR REPLACE FUNCTION toss_billing._max_price()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 10000000000::bigint;
+$$;
+
+CREATE OR REPLACE FUNCTION toss_billing._max_invoice_amount()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 1000000000000000::bigint;
+$$;
+
+-- An amount of an invoice (exact: numeric), rounded to the won (_won), or a
+-- clear error (22003) when it is beyond _max_invoice_amount either way:
+-- what names the line or total ('the usage line "calls"'), hint says what
+-- to correct.  An invoice that cannot be composed is never charged: the
+-- runner defers its subscription (60_runner) and alerts with this error.
+CREATE OR REPLACE FUNCTION toss_billing._invoice_amount(amount numeric, what text, subscription_id bigint,
+                                                        hint text)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_won numeric := pg_catalog.round(_invoice_amount.amount);   -- _won's rule, numeric until it fits
+BEGIN
+    IF pg_catalog.abs(v_won) > toss_billing._max_invoice_amount() THEN
+        RAISE EXCEPTION '% of subscription % would be % KRW, more than an invoice can hold', _invoice_amount.what,
+                        _invoice_amount.subscription_id, v_won
+            USING ERRCODE = '22003',
+                  DETAIL = pg_catalog.format('An invoice''s lines and totals are at most %s KRW either way.',
+                                             pg_catalog.to_char(toss_billing._max_invoice_amount(), 'FM9,999,999,999,999,999')),
+                  HINT = COALESCE(_invoice_amount.hint, 'Lower what the invoice bills.');
+    END IF;
+    RETURN v_won;
+END;
+$$;
+
+-- A usage line's quantity (exact: numeric, the sum of its records), or the
+-- same kind of error as _invoice_amount's when it is beyond a bigint.
+CREATE OR REPLACE FUNCTION toss_billing._usage_quantity(quantity numeric, metric text, subscription_id bigint,
+                                                        hint text)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF _usage_quantity.quantity > 9223372036854775807 THEN
+        RAISE EXCEPTION 'the usage of "%" of subscription % adds up to % units, more than an invoice line can hold',
+                        _usage_quantity.metric, _usage_quantity.subscription_id, _usage_quantity.quantity
+            USING ERRCODE = '22003',
+                  DETAIL = 'A usage line counts at most 9,223,372,036,854,775,807 units.',
+                  HINT = COALESCE(_usage_quantity.hint, 'Correct the usage records.');
+    END IF;
+    RETURN _usage_quantity.quantity;
+END;
+$$;
+
 -- Tiers as given to add_plan_meter, checked and made canonical: an array of
 -- objects {up_to, unit_amount, flat_amount} with up_to strictly increasing
 -- positive integers and the last one null.  Raises 22023 otherwise.

@@ -413,7 +413,10 @@ DECLARE
     v_meter bigint;
     v_prior bigint;
     v_new bigint;
+    v_sum numeric;
     v_line toss_billing.invoice_line;
+    v_hint text := 'Correct the usage records (toss_billing.usage_records: only the extension''s owner can delete '
+                   'them) or the meter''s price; until then the runner defers the subscription.';
 BEGIN
     -- on time: one line per metric
     FOR g IN
@@ -425,13 +428,17 @@ BEGIN
          ORDER BY pm.metric
     LOOP
         SELECT * INTO m FROM toss_billing.plan_meters pm WHERE pm.id = (g.rows[1]).meter_id;
-        SELECT CASE m.aggregation WHEN 'sum' THEN pg_catalog.sum(x.quantity)::bigint
+        SELECT CASE m.aggregation WHEN 'sum' THEN pg_catalog.sum(x.quantity)
                                   WHEN 'max' THEN pg_catalog.max(x.quantity)
                                   ELSE (g.rows[1]).quantity END
-          INTO v_new FROM pg_catalog.unnest(g.rows) x;
+          INTO v_sum FROM pg_catalog.unnest(g.rows) x;
+        v_new := toss_billing._usage_quantity(v_sum, g.metric, _usage_lines.subscription_id, v_hint);
         v_price := toss_billing._meter_price(m.id, v_new);
         v_line := ROW(NULL, 'usage', m.description, _usage_lines.usage_from, _usage_lines.usage_until, v_new,
-                      m.unit_amount, toss_billing._won(v_price.price), m.tax_free, false, m.id, NULL, NULL,
+                      m.unit_amount,
+                      toss_billing._invoice_amount(v_price.price, pg_catalog.format('the usage line "%s"', g.metric),
+                                                   _usage_lines.subscription_id, v_hint),
+                      m.tax_free, false, m.id, NULL, NULL,
                       CASE WHEN v_price.breakdown IS NOT NULL
                            THEN pg_catalog.jsonb_build_object('aggregation', m.aggregation, 'tiers', v_price.breakdown)
                            ELSE pg_catalog.jsonb_build_object('aggregation', m.aggregation) END);
@@ -476,23 +483,26 @@ BEGIN
             UNION ALL
             SELECT l.quantity, l.occurred_at, l.recorded_at, l.usage_key, true FROM pg_catalog.unnest(g.rows) l)
         SELECT CASE m.aggregation
-                   WHEN 'sum' THEN pg_catalog.sum(a.quantity) FILTER (WHERE NOT a.is_late)::bigint
+                   WHEN 'sum' THEN pg_catalog.sum(a.quantity) FILTER (WHERE NOT a.is_late)
                    WHEN 'max' THEN pg_catalog.max(a.quantity) FILTER (WHERE NOT a.is_late)
                    ELSE (pg_catalog.array_agg(a.quantity ORDER BY a.occurred_at DESC, a.recorded_at DESC,
                                               a.usage_key DESC) FILTER (WHERE NOT a.is_late))[1] END,
                CASE m.aggregation
-                   WHEN 'sum' THEN pg_catalog.sum(a.quantity)::bigint
+                   WHEN 'sum' THEN pg_catalog.sum(a.quantity)
                    WHEN 'max' THEN pg_catalog.max(a.quantity)
                    ELSE (pg_catalog.array_agg(a.quantity ORDER BY a.occurred_at DESC, a.recorded_at DESC,
                                               a.usage_key DESC))[1] END
-          INTO v_prior, v_new
+          INTO v_prior, v_sum
           FROM all_rows a;
+        v_new := toss_billing._usage_quantity(v_sum, g.metric, _usage_lines.subscription_id, v_hint);
         v_price := toss_billing._meter_price(m.id, v_new);
         v_old := toss_billing._meter_price(m.id, COALESCE(v_prior, 0));
         v_line := ROW(NULL, 'usage', m.description || ' (late usage)', g.wf, COALESCE(g.wu, _usage_lines.usage_from),
                       CASE WHEN m.aggregation = 'sum' THEN v_new - COALESCE(v_prior, 0) ELSE v_new END,
                       m.unit_amount,
-                      toss_billing._won(v_price.price) - CASE WHEN v_prior IS NULL THEN 0 ELSE toss_billing._won(v_old.price) END,
+                      toss_billing._invoice_amount(v_price.price, pg_catalog.format('the window of the late usage line "%s"', g.metric),
+                                                   _usage_lines.subscription_id, v_hint)
+                      - CASE WHEN v_prior IS NULL THEN 0 ELSE toss_billing._won(v_old.price) END,
                       m.tax_free, true, m.id, NULL, NULL,
                       pg_catalog.jsonb_build_object('aggregation', m.aggregation, 'window_invoice_id', g.window_id,
                                                     'billed_quantity', v_prior, 'new_quantity', v_new));
@@ -530,6 +540,8 @@ DECLARE
     v_tf_all bigint;
     v_share bigint;
     v_new_recurring bigint;
+    v_hint text := 'An invoice this large cannot be charged: lower what it bills (the plan''s amount or seat count, '
+                   'its one-off lines, its usage); until then the runner defers the subscription.';
 BEGIN
     r.subscription_id := sub.id;
     r.invoice_id := _compose.invoice_id;
@@ -546,7 +558,9 @@ BEGIN
         v_lines := v_lines || ROW(NULL, 'plan', CASE WHEN t.quantity = 1 THEN t.plan_name
                                                      ELSE pg_catalog.format('%s × %s', t.plan_name, t.quantity) END,
                                   t.period_start, t.period_end, t.quantity::bigint, t.unit_amount::numeric,
-                                  t.unit_amount * t.quantity, t.tax_free, false, NULL, NULL, NULL,
+                                  toss_billing._invoice_amount(t.unit_amount::numeric * t.quantity, 'the plan line',
+                                                               sub.id, v_hint),
+                                  t.tax_free, false, NULL, NULL, NULL,
                                   NULL)::toss_billing.invoice_line;
     ELSE
         SELECT i.description, i.period_start, i.period_end INTO r.description, r.period_start, r.period_end
@@ -654,7 +668,8 @@ BEGIN
     END IF;
 
     r.lines := v_lines;
-    SELECT COALESCE(pg_catalog.sum(l.amount) FILTER (WHERE l.kind <> 'discount'), 0),
+    SELECT toss_billing._invoice_amount(COALESCE(pg_catalog.sum(l.amount) FILTER (WHERE l.kind <> 'discount'), 0),
+                                        'the subtotal', sub.id, v_hint),
            COALESCE(-pg_catalog.sum(l.amount) FILTER (WHERE l.kind = 'discount'), 0),
            COALESCE(pg_catalog.sum(l.amount) FILTER (WHERE l.kind = ANY (ARRAY['plan', 'proration', 'usage', 'one_off'])), 0),
            COALESCE(pg_catalog.sum(l.amount) FILTER (WHERE l.tax_free AND l.kind = ANY (ARRAY['plan', 'proration', 'usage', 'one_off'])), 0),
@@ -876,15 +891,16 @@ BEGIN
         RAISE EXCEPTION 'subscription_id, amount, description, quantity and tax_free must not be null'
             USING ERRCODE = '22004';
     END IF;
-    IF add_invoice_item.amount = 0 OR pg_catalog.abs(add_invoice_item.amount) > 10000000000 THEN
-        RAISE EXCEPTION 'amount must be a non-zero number of won of at most 10,000,000,000 either way'
-            USING ERRCODE = '22023';
+    IF add_invoice_item.amount = 0 OR pg_catalog.abs(add_invoice_item.amount) > toss_billing._max_price() THEN
+        RAISE EXCEPTION 'amount must be a non-zero number of won of at most % either way',
+            pg_catalog.to_char(toss_billing._max_price(), 'FM9,999,999,999,999') USING ERRCODE = '22023';
     END IF;
     IF add_invoice_item.quantity NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'quantity must be between 1 and 1000000' USING ERRCODE = '22023';
     END IF;
-    IF pg_catalog.abs(add_invoice_item.amount * add_invoice_item.quantity) > 10000000000 THEN
-        RAISE EXCEPTION 'the line would be more than 10,000,000,000 KRW either way' USING ERRCODE = '22023';
+    IF pg_catalog.abs(add_invoice_item.amount * add_invoice_item.quantity) > toss_billing._max_price() THEN
+        RAISE EXCEPTION 'the line would be more than % KRW either way',
+            pg_catalog.to_char(toss_billing._max_price(), 'FM9,999,999,999,999') USING ERRCODE = '22023';
     END IF;
     IF add_invoice_item.description = '' OR pg_catalog.char_length(add_invoice_item.description) > 200
        OR add_invoice_item.description ~ '[\x01-\x1f\x7f]' THEN
