@@ -341,6 +341,39 @@ SELECT p.order_id, p.state, p.toss_status, p.balance_amount, t.status AS toss_st
  GROUP BY p.id, t.status, t.balance_amount, t.canceled_amount, t.charged
  ORDER BY p.id;
 
+-- a replayed cancel whose outcome cannot be written (here a constraint
+-- that refuses it) fails alone: the run goes on and charges what is due;
+-- the cancel stays unknown with the error, holding its amount, and is
+-- replayed once the cause is gone (made once at Toss)
+SELECT status FROM toss_billing.toss_charge('lr-one', 3000, '환불 테스트', 'lr90-trap');
+\set ignore `$TB_TEST/emu fault '{"match":{"method":"POST","pathPrefix":"/v1/payments/"},"fault":{"reset":true},"times":2}'`
+\set VERBOSITY terse
+SELECT toss_billing.toss_cancel('lr90-trap', '기록 불가', 1000);
+\set VERBOSITY default
+\set ignore `$TB_TEST/emu clear-faults`
+SELECT c.id AS trap_cancel FROM toss_billing.cancels c JOIN toss_billing.payments p ON p.id = c.payment_id
+ WHERE p.order_id = 'lr90-trap' \gset
+ALTER TABLE toss_billing.cancels ADD CONSTRAINT lr90_trap CHECK (state <> 'done' OR id <> :trap_cancel) NOT VALID;
+SELECT id AS trap_plan FROM toss_billing.create_plan('환불 중 구독', 9900) \gset
+SELECT status FROM toss_billing.create_subscription('lr-one', :trap_plan);
+CALL toss_billing.run_due() \gset
+SELECT :claimed AS claimed, :done AS done;
+SELECT p.state, p.amount FROM toss_billing.payments p
+  JOIN toss_billing.subscriptions s ON s.id = p.subscription_id WHERE s.plan_id = :trap_plan;
+SELECT state, requested_amount, failure_class, failure_message FROM toss_billing.cancels WHERE id = :trap_cancel;
+SELECT toss_status, balance_amount FROM toss_billing.payments WHERE order_id = 'lr90-trap';
+ALTER TABLE toss_billing.cancels DROP CONSTRAINT lr90_trap;
+-- (its back-off skipped)
+UPDATE toss_billing.cancels SET next_resolve_at = NULL WHERE id = :trap_cancel;
+CALL toss_billing.run_due() \gset
+SELECT state, requested_amount, canceled_amount, failure_message FROM toss_billing.cancels WHERE id = :trap_cancel;
+SELECT toss_status, balance_amount FROM toss_billing.payments WHERE order_id = 'lr90-trap';
+\set payments `curl -sf $EMULATOR_URL/__emulator/payments`
+\set ledger `curl -sf $EMULATOR_URL/__emulator/ledger`
+SELECT * FROM pg_temp.at_toss(:'payments', :'ledger', 'lr90-trap');
+SELECT (toss_billing.cancel_subscription(s.id, false)).status FROM toss_billing.subscriptions s
+ WHERE s.plan_id = :trap_plan;
+
 \c toss_regress
 DROP DATABASE toss_live_refunds;
 DROP ROLE lr90_clerk;

@@ -44,6 +44,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "errors.h"
 #include "recorder.h"
 #include "settings.h"
 #include "storage.h"
@@ -164,13 +165,23 @@ is_retryable(int sqlerrcode)
 		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
 }
 
+/* What in_subtransaction runs: rows, or one cancel's outcome. */
+typedef struct Recording
+{
+	void		(*what) (const struct Recording *);
+	const TossOutcome *rows;
+	int			n;
+	int64		cancel_id;
+	const char *error;			/* why the row is parked */
+} Recording;
+
 /*
- * Runs what(rows, n) in a subtransaction; returns NULL if it committed,
- * else the error (copied into the caller's context), after rolling the
+ * Runs r->what(r) in a subtransaction; returns NULL if it committed, else
+ * the error (copied into the caller's context), after rolling the
  * subtransaction back.
  */
 static ErrorData *
-in_subtransaction(void (*what) (const TossOutcome *, int), const TossOutcome *rows, int n)
+in_subtransaction(const Recording *r)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -179,7 +190,7 @@ in_subtransaction(void (*what) (const TossOutcome *, int), const TossOutcome *ro
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		what(rows, n);
+		r->what(r);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -195,12 +206,16 @@ in_subtransaction(void (*what) (const TossOutcome *, int), const TossOutcome *ro
 	return edata;
 }
 
-static const char *park_error;
+static void
+record_rows(const Recording *r)
+{
+	record_batch(r->rows, r->n);
+}
 
 static void
-park_one(const TossOutcome *rows, int n)
+park_one(const Recording *r)
 {
-	toss_store_park(rows[0].attempt_id, park_error);
+	toss_store_park(r->rows[0].attempt_id, r->error);
 }
 
 /*
@@ -240,7 +255,7 @@ toss_record_outcomes_parking(const TossOutcome *rows, int n, char **parked)
 	{
 		if (e)
 			FreeErrorData(e);
-		e = in_subtransaction(record_batch, rows, n);
+		e = in_subtransaction(&(Recording) {.what = record_rows, .rows = rows, .n = n});
 		if (e == NULL)
 			return;
 		if (!is_retryable(e->sqlerrcode))
@@ -255,22 +270,60 @@ toss_record_outcomes_parking(const TossOutcome *rows, int n, char **parked)
 						n, e->message)));
 	for (int i = 0; i < n; i++)
 	{
-		ErrorData  *row_error = n > 1 ? in_subtransaction(record_batch, &rows[i], 1) : e;
+		ErrorData  *row_error = n > 1 ? in_subtransaction(&(Recording) {.what = record_rows, .rows = &rows[i], .n = 1}) : e;
+		char	   *park_error;
 
 		if (row_error == NULL)
 			continue;
 		park_error = psprintf("%s (SQLSTATE %s)", row_error->message, unpack_sql_state(row_error->sqlerrcode));
 		if (parked)
-			parked[i] = (char *) park_error;
+			parked[i] = park_error;
 		ereport(WARNING,
 				(errmsg("toss_billing: the outcome of attempt " INT64_FORMAT " could not be recorded; it is parked",
 						rows[i].attempt_id),
 				 errdetail("%s", park_error)));
-		if (in_subtransaction(park_one, &rows[i], 1) != NULL)
+		if (in_subtransaction(&(Recording) {.what = park_one, .rows = &rows[i], .n = 1, .error = park_error}) != NULL)
 			ereport(WARNING,
 					(errmsg("toss_billing: attempt " INT64_FORMAT " could not be parked either; it stays in flight for recovery",
 							rows[i].attempt_id)));
 	}
+}
+
+static void
+record_cancel(const Recording *r)
+{
+	toss_store_cancel_outcome(r->cancel_id, &r->rows[0]);
+}
+
+/*
+ * Records the outcome of a cancel the runner replayed, in a subtransaction;
+ * if that fails, the cancel stays unknown with the error (the runner
+ * replays it again after its back-off, with the same Idempotency-Key), so
+ * that one cancel that cannot be written never stops the run.
+ */
+void
+toss_record_cancel_outcome(int64 cancel_id, const TossOutcome *o)
+{
+	ErrorData  *e = in_subtransaction(&(Recording) {.what = record_cancel, .rows = o, .n = 1, .cancel_id = cancel_id});
+	TossOutcome unknown = {0};
+	char	   *error;
+
+	if (e == NULL)
+		return;
+	error = psprintf("%s (SQLSTATE %s)", e->message, unpack_sql_state(e->sqlerrcode));
+	ereport(WARNING,
+			(errmsg("toss_billing: the outcome of cancel " INT64_FORMAT " could not be recorded; it stays unknown",
+					cancel_id),
+			 errdetail("%s", error)));
+	if (strcmp(o->state, "unknown") == 0)
+		return;					/* it is unknown already: claimed as such */
+	unknown.state = "unknown";
+	unknown.failure_class = toss_class_name(TOSS_CLASS_OUTCOME_UNKNOWN);
+	unknown.failure_message = psprintf("the outcome could not be recorded: %s", error);
+	if (in_subtransaction(&(Recording) {.what = record_cancel, .rows = &unknown, .n = 1, .cancel_id = cancel_id}) != NULL)
+		ereport(WARNING,
+				(errmsg("toss_billing: the error of cancel " INT64_FORMAT " could not be recorded either; it is replayed after its back-off",
+						cancel_id)));
 }
 
 /* ---- messages: one outcome each ---- */

@@ -17,6 +17,12 @@ extern void toss_record_outcomes(const TossOutcome *rows, int n);
 extern void toss_record_outcomes_parking(const TossOutcome *rows, int n, char **parked);
 
 /*
+ * Records a replayed cancel's outcome (SPI connected); if it cannot be
+ * written, the cancel stays unknown with the error, and the run goes on.
+ */
+extern void toss_record_cancel_outcome(int64 cancel_id, const TossOutcome *outcome);
+
+/*
  * The outcome recorder.  start returns NULL when it is switched off
  * (toss_billing.outcome_recorder) or no worker can be started (no free
  * slot, or the role cannot log in): the caller records itself.

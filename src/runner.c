@@ -947,7 +947,7 @@ recover_cancels(Runner *r)
 				toss_http_batch_cancel(r->batch, &items[i]);
 		for (uint64 i = 0; i < got; i++)
 			if (items[i].store)
-				toss_store_cancel_outcome(items[i].cancel_id, &items[i].o);
+				toss_record_cancel_outcome(items[i].cancel_id, &items[i].o);
 		SPI_commit();
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(tmp);
