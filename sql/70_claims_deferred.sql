@@ -170,6 +170,57 @@ SELECT c.customer_key, e.type FROM toss_billing.events e JOIN toss_billing.custo
  WHERE c.customer_key LIKE 'df-cn-%' AND e.type = 'consent_required' ORDER BY e.id;
 SELECT pg_temp.cleanup('df-');
 
+-- 6. an order that cannot be written (the constraint below refuses the
+-- orders, then the attempts, of one subscription): the two others are
+-- claimed and charged in that claim, the one is deferred with an alert,
+-- and charged once the cause is gone; charge_subscription_now gets the error
+SELECT toss_billing.freeze_clock('2025-12-01 09:00+09');
+SELECT count(pg_temp.customer('df-ord-' || i)) FROM generate_series(1, 3) i;
+SELECT min(s.id) AS ord_bad FROM generate_series(1, 3) i,
+       LATERAL toss_billing.create_subscription('df-ord-' || i, :plan, '2025-12-01 09:00+09') s \gset
+SELECT customer_id AS ord_bad_customer FROM toss_billing.subscriptions WHERE id = :ord_bad \gset
+ALTER TABLE toss_billing.payments ADD CONSTRAINT deferral_trap CHECK (subscription_id IS DISTINCT FROM :ord_bad) NOT VALID;
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT customer_key, status, period, deferred_until FROM pg_temp.deferrals('df-ord-');
+SELECT customer_key, reason, sqlstate, period, retry_at FROM pg_temp.deferral_alerts('df-ord-');
+SELECT pg_temp.error_of(format('SELECT toss_billing.charge_subscription_now(%s)', :ord_bad));
+ALTER TABLE toss_billing.payments DROP CONSTRAINT deferral_trap;
+-- its attempt refused instead: deferred again (20 minutes), nothing left in flight
+ALTER TABLE toss_billing.attempts ADD CONSTRAINT deferral_trap CHECK (customer_id IS DISTINCT FROM :ord_bad_customer) NOT VALID;
+SELECT toss_billing.advance_clock('10 minutes');
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT customer_key, reason, sqlstate, period, retry_at FROM pg_temp.deferral_alerts('df-ord-');
+SELECT count(*) AS orders_of_it FROM toss_billing.payments WHERE subscription_id = :ord_bad;
+ALTER TABLE toss_billing.attempts DROP CONSTRAINT deferral_trap;
+SELECT toss_billing.advance_clock('20 minutes');
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT customer_key, status, period FROM pg_temp.deferrals('df-ord-');
+SELECT pg_temp.cleanup('df-');
+
+-- 7. the same for an invoice of its own (here final invoices with a one-off
+-- line): the one whose order cannot be written defers its subscription,
+-- the other is charged; charge_invoice_now gets the error
+SELECT toss_billing.freeze_clock('2026-02-01 09:00+09');
+SELECT count(pg_temp.customer('df-oi-' || i)) FROM generate_series(1, 2) i;
+SELECT min(s.id) AS oi_bad, max(s.id) AS oi_ok FROM generate_series(1, 2) i,
+       LATERAL toss_billing.create_subscription('df-oi-' || i, :plan, '2026-02-01 09:00+09') s \gset
+SELECT customer_key, attempt, state FROM pg_temp.run('done');
+SELECT count(toss_billing.add_invoice_item(id, 5000, '설치비')) FROM generate_series(:oi_bad, :oi_ok) id;
+SELECT count(toss_billing.cancel_subscription(id, false)) FROM generate_series(:oi_bad, :oi_ok) id;
+SELECT customer_id AS oi_bad_customer FROM toss_billing.subscriptions WHERE id = :oi_bad \gset
+ALTER TABLE toss_billing.payments ADD CONSTRAINT deferral_trap CHECK (customer_id IS DISTINCT FROM :oi_bad_customer) NOT VALID;
+SELECT customer_key, attempt, amount, state FROM pg_temp.run('done');
+SELECT customer_key, reason, sqlstate, period, retry_at FROM pg_temp.deferral_alerts('df-oi-');
+SELECT pg_temp.error_of(format('SELECT toss_billing.charge_invoice_now(%s)', i.id))
+  FROM toss_billing.invoices i WHERE i.subscription_id = :oi_bad AND i.kind = 'final';
+ALTER TABLE toss_billing.payments DROP CONSTRAINT deferral_trap;
+SELECT toss_billing.advance_clock('10 minutes');
+SELECT customer_key, attempt, amount, state FROM pg_temp.run('done');
+SELECT c.customer_key, i.kind, i.status, i.amount_paid FROM toss_billing.invoices i
+  JOIN toss_billing.customers c ON c.id = i.customer_id
+ WHERE c.customer_key LIKE 'df-oi-%' AND i.kind = 'final' ORDER BY i.id;
+SELECT pg_temp.cleanup('df-');
+
 -- 5. the back-off doubles per failure in the same period, up to a day
 SELECT toss_billing.freeze_clock('2026-01-01 09:00+09');
 SELECT pg_temp.customer('df-long');

@@ -96,97 +96,29 @@ BEGIN
 END;
 $$;
 
--- Claims up to max_count due charges for the runner.  First applies the
--- transitions that need no charge (_apply_due_transitions), sends the
--- consent events that are due (_send_due_consent_notices) and finalises the
--- period invoices that are due (32_invoices: a total of 0 or one carried
--- forward settles its period there); a subscription any of these fails for
--- is deferred (_defer_subscription).  Then, for each due subscription,
--- earliest first (next_charge_at reached on its clock, not deferred, trial
--- over, not paused, an active billing key, no order of it in flight or
--- unknown, its open period not paid, the period's invoice open), records
--- ONE in_flight attempt for its open period's order -- the order already
--- owed for the period (pending), under its order id, or a new one, for the
--- invoice's amount_due and tax_free_amount -- and returns what the Toss call
--- needs; then the same for open invoices of their own that are due
--- (_claim_invoices: next_attempt_at reached; an immediate proration, one-off
--- items, a final invoice), under obligation 'invoice:<id>'.  Rows locked by
--- another runner are skipped, and the unique index on the obligation turns
--- any race into "nothing claimed".  The caller commits before calling Toss.
--- call_timeout: the caller's timeout for one call; the attempt's deadline
--- is twice that (the call and its lookup).
--- only_subscription: claim that subscription's open period alone
--- (charge_subscription_now, which makes it due first), by the very same
--- rules: its transitions, its period invoice finalised (without waiting for
--- the grace window: the charge is asked for now), its period's order; no
--- other subscription's work, no invoices of their own, no consent notices.
-CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
-                                                    only_subscription bigint DEFAULT NULL)
+-- The orders and attempts of due subscriptions (_claim_due: locked by the
+-- caller, each with its open period's invoice to charge): the order already
+-- owed for the period (pending), under its order id, or a new one (order id
+-- sub<id>-p<period>-a<generation>-<tag>), for the invoice's amount_due and
+-- tax_free_amount; then ONE in_flight attempt each (_attempt_orders).
+CREATE OR REPLACE FUNCTION toss_billing._order_periods(subscription_ids bigint[], call_timeout interval, tag text)
 RETURNS SETOF toss_billing._charge_call
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_limit integer := _claim_due.max_count;
-    v_tag text := toss_billing._order_tag();
-    v_now timestamptz;
-    v_horizon timestamptz;
+    v_tag text := _order_periods.tag;
     v_orders bigint[];
-    v_claimed integer;
 BEGIN
-    IF v_limit IS NULL OR v_limit < 0 THEN
-        RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
-    END IF;
-    IF _claim_due.only_subscription IS NOT NULL THEN
-        PERFORM toss_billing._apply_transitions(ARRAY[_claim_due.only_subscription]);
-    ELSE
-        PERFORM toss_billing._apply_due_transitions();
-    END IF;
-    IF _claim_due.only_subscription IS NULL THEN
-        PERFORM toss_billing._send_due_consent_notices();
-    END IF;
-    IF v_limit = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM toss_billing._finalize_due(v_limit, _claim_due.only_subscription);
-    v_now := toss_billing.now();
-    v_horizon := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
-
     WITH due AS (
         SELECT s.id, s.customer_id, s.period_number, i.id AS invoice_id,
                i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
           FROM toss_billing.subscriptions s
-          -- what is charged is the period's invoice, exactly
           JOIN toss_billing.invoices i ON i.subscription_id = s.id AND i.kind = 'period'
                                       AND i.period_number = s.period_number
                                       AND i.status = ANY (ARRAY['open', 'uncollectible']) AND i.amount_due >= 100
-          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
-         WHERE s.next_charge_at <= v_horizon
-           AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
-           AND (s.id = _claim_due.only_subscription
-                OR (_claim_due.only_subscription IS NULL
-                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
-           AND (s.status = ANY (ARRAY['active', 'past_due'])
-                OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
-           AND EXISTS (SELECT FROM toss_billing.billing_keys bk
-                        WHERE bk.customer_id = s.customer_id AND bk.status = 'active')
-           -- OFFSET 0 keeps each check a per-row index probe: pulled up into an
-           -- anti-join, the planner may materialize every open order and
-           -- compare all pairs, which grows with the runner's concurrency.
-           AND NOT EXISTS (SELECT FROM toss_billing.payments p
-                            WHERE p.subscription_id = s.id
-                              AND p.state = ANY (ARRAY['in_flight', 'unknown'])
-                           OFFSET 0)
-           -- paid, or held (an answer did not match: nothing is posted for
-           -- it again until a person resolves its discrepancy)
-           AND NOT EXISTS (SELECT FROM toss_billing.payments p
-                            WHERE p.subscription_id = s.id AND p.period_number = s.period_number
-                              AND (p.state = 'done' OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
-                           OFFSET 0)
-         ORDER BY s.next_charge_at, s.id
-         LIMIT v_limit
-           FOR UPDATE OF s SKIP LOCKED),
+         WHERE s.id = ANY (_order_periods.subscription_ids)),
     owed AS (
         SELECT d.*, op.id AS open_payment_id,
                COALESCE((SELECT pg_catalog.max(p.generation) FROM toss_billing.payments p
@@ -226,7 +158,124 @@ BEGIN
         RETURNING p.id)
     SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO v_orders
       FROM (SELECT id FROM created UNION ALL SELECT id FROM reopened) x;
-    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _claim_due.call_timeout);
+    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _order_periods.call_timeout);
+END;
+$$;
+
+-- Claims up to max_count due charges for the runner.  First applies the
+-- transitions that need no charge (_apply_due_transitions), sends the
+-- consent events that are due (_send_due_consent_notices) and finalises the
+-- period invoices that are due (32_invoices: a total of 0 or one carried
+-- forward settles its period there); a subscription any of these fails for
+-- is deferred (_defer_subscription).  Then, for each due subscription,
+-- earliest first (next_charge_at reached on its clock, not deferred, trial
+-- over, not paused, an active billing key, no order of it in flight or
+-- unknown, its open period not paid, the period's invoice open), records
+-- ONE in_flight attempt for its open period's order -- the order already
+-- owed for the period (pending), under its order id, or a new one, for the
+-- invoice's amount_due and tax_free_amount -- and returns what the Toss call
+-- needs; then the same for open invoices of their own that are due
+-- (_claim_invoices: next_attempt_at reached; an immediate proration, one-off
+-- items, a final invoice), under obligation 'invoice:<id>'.  Rows locked by
+-- another runner are skipped, and the unique index on the obligation turns
+-- any race into "nothing claimed".  The caller commits before calling Toss.
+-- call_timeout: the caller's timeout for one call; the attempt's deadline
+-- is twice that (the call and its lookup).
+-- only_subscription: claim that subscription's open period alone
+-- (charge_subscription_now, which makes it due first), by the very same
+-- rules: its transitions, its period invoice finalised (without waiting for
+-- the grace window: the charge is asked for now), its period's order; no
+-- other subscription's work, no invoices of their own, no consent notices.
+CREATE OR REPLACE FUNCTION toss_billing._claim_due(max_count integer, call_timeout interval DEFAULT '65 seconds',
+                                                    only_subscription bigint DEFAULT NULL)
+RETURNS SETOF toss_billing._charge_call
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_limit integer := _claim_due.max_count;
+    v_tag text := toss_billing._order_tag();
+    v_now timestamptz;
+    v_horizon timestamptz;
+    v_due bigint[];
+    v_calls toss_billing._charge_call[];
+    v_id bigint;
+    v_claimed integer;
+BEGIN
+    IF v_limit IS NULL OR v_limit < 0 THEN
+        RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
+    END IF;
+    IF _claim_due.only_subscription IS NOT NULL THEN
+        PERFORM toss_billing._apply_transitions(ARRAY[_claim_due.only_subscription]);
+    ELSE
+        PERFORM toss_billing._apply_due_transitions();
+    END IF;
+    IF _claim_due.only_subscription IS NULL THEN
+        PERFORM toss_billing._send_due_consent_notices();
+    END IF;
+    IF v_limit = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM toss_billing._finalize_due(v_limit, _claim_due.only_subscription);
+    v_now := toss_billing.now();
+    v_horizon := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+
+    -- the due subscriptions, locked
+    v_due := ARRAY(
+        SELECT s.id
+          FROM toss_billing.subscriptions s
+          -- what is charged is the period's invoice, exactly
+          JOIN toss_billing.invoices i ON i.subscription_id = s.id AND i.kind = 'period'
+                                      AND i.period_number = s.period_number
+                                      AND i.status = ANY (ARRAY['open', 'uncollectible']) AND i.amount_due >= 100
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE s.next_charge_at <= v_horizon
+           AND s.next_charge_at <= COALESCE(tc.now_at, v_now)
+           AND (s.id = _claim_due.only_subscription
+                OR (_claim_due.only_subscription IS NULL
+                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
+           AND (s.status = ANY (ARRAY['active', 'past_due'])
+                OR (s.status = 'trialing' AND s.trial_end <= COALESCE(tc.now_at, v_now)))
+           AND EXISTS (SELECT FROM toss_billing.billing_keys bk
+                        WHERE bk.customer_id = s.customer_id AND bk.status = 'active')
+           -- OFFSET 0 keeps each check a per-row index probe: pulled up into an
+           -- anti-join, the planner may materialize every open order and
+           -- compare all pairs, which grows with the runner's concurrency.
+           AND NOT EXISTS (SELECT FROM toss_billing.payments p
+                            WHERE p.subscription_id = s.id
+                              AND p.state = ANY (ARRAY['in_flight', 'unknown'])
+                           OFFSET 0)
+           -- paid, or held (an answer did not match: nothing is posted for
+           -- it again until a person resolves its discrepancy)
+           AND NOT EXISTS (SELECT FROM toss_billing.payments p
+                            WHERE p.subscription_id = s.id AND p.period_number = s.period_number
+                              AND (p.state = 'done' OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
+                           OFFSET 0)
+         ORDER BY s.next_charge_at, s.id
+         LIMIT v_limit
+           FOR UPDATE OF s SKIP LOCKED);
+    -- their orders and attempts, together; if that fails, each alone: one
+    -- whose order cannot be written is deferred (_defer_subscription), the
+    -- others are claimed (charge_subscription_now gets the error)
+    BEGIN
+        v_calls := ARRAY(SELECT c FROM toss_billing._order_periods(v_due, _claim_due.call_timeout, v_tag) c);
+    EXCEPTION WHEN OTHERS THEN
+        IF _claim_due.only_subscription IS NOT NULL THEN
+            RAISE;
+        END IF;
+        v_calls := '{}';
+        FOREACH v_id IN ARRAY v_due LOOP
+            BEGIN
+                v_calls := v_calls || ARRAY(SELECT c FROM toss_billing._order_periods(ARRAY[v_id], _claim_due.call_timeout,
+                                                                                      v_tag) c);
+            EXCEPTION WHEN OTHERS THEN
+                PERFORM toss_billing._defer_subscription(v_id, 'the period''s order could not be recorded', SQLSTATE,
+                                                         SQLERRM);
+            END;
+        END LOOP;
+    END;
+    RETURN QUERY SELECT * FROM pg_catalog.unnest(v_calls);
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     v_limit := v_limit - v_claimed;
     IF v_limit <= 0 OR _claim_due.only_subscription IS NOT NULL THEN
@@ -238,58 +287,25 @@ BEGIN
 END;
 $$;
 
--- Claims up to max_count due invoices charged under orders of their own (an
--- immediate proration, one-off items, a final invoice: open, next_attempt_at
--- reached on the subscription's clock, at least 100 KRW due, an active
--- billing key, no order of it in flight, unknown, paid or held), earliest
--- first, under obligation 'invoice:<id>': the latest order of the
--- obligation again (pending, or failed: the same order id), or its first
--- one; records ONE in_flight attempt for each and returns what the Toss call
--- needs (_charge_call).  Rows locked by another transaction are
--- skipped (SKIP LOCKED), and the unique index on the obligation turns any
--- race into "nothing claimed".  The caller commits before calling Toss.
--- _claim_due runs it after the subscriptions' periods; only_invoice claims
--- that invoice alone, by the very same rules (charge_invoice_now, which
--- makes it due first).
-CREATE OR REPLACE FUNCTION toss_billing._claim_invoices(max_count integer, call_timeout interval DEFAULT '65 seconds',
-                                                         only_invoice bigint DEFAULT NULL)
+-- The orders and attempts of due invoices of their own (_claim_invoices:
+-- locked by the caller) under obligation 'invoice:<id>': the latest order
+-- of the obligation again (pending, or failed: the same order id), or its
+-- first one (order id inv<id>-a1-<tag>); then ONE in_flight attempt each
+-- (_attempt_orders).
+CREATE OR REPLACE FUNCTION toss_billing._order_invoices(invoice_ids bigint[], call_timeout interval, tag text)
 RETURNS SETOF toss_billing._charge_call
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_limit integer := _claim_invoices.max_count;
-    v_tag text := toss_billing._order_tag();
-    v_now timestamptz := toss_billing.now();
-    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_tag text := _order_invoices.tag;
     v_orders bigint[];
 BEGIN
-    IF v_limit IS NULL OR v_limit < 0 THEN
-        RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
-    END IF;
-    IF v_limit = 0 THEN
-        RETURN;
-    END IF;
     WITH due AS (
         SELECT i.id, i.customer_id, i.amount_due AS amount, i.tax_free_amount AS tax_free, i.description AS order_name
           FROM toss_billing.invoices i
-          JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
-          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
-         WHERE i.status = 'open' AND i.next_attempt_at <= v_horizon
-           AND i.next_attempt_at <= COALESCE(tc.now_at, v_now)
-           AND i.kind <> 'period' AND i.amount_due >= 100
-           AND (_claim_invoices.only_invoice IS NULL OR i.id = _claim_invoices.only_invoice)
-           AND EXISTS (SELECT FROM toss_billing.billing_keys bk
-                        WHERE bk.customer_id = i.customer_id AND bk.status = 'active')
-           AND NOT EXISTS (SELECT FROM toss_billing.payments p
-                            WHERE p.invoice_id = i.id
-                              AND (p.state = ANY (ARRAY['in_flight', 'unknown', 'done'])
-                                   OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
-                           OFFSET 0)
-         ORDER BY i.next_attempt_at, i.id
-         LIMIT v_limit
-           FOR UPDATE OF i SKIP LOCKED),
+         WHERE i.id = ANY (_order_invoices.invoice_ids)),
     owed AS (
         SELECT d.*, lo.id AS last_id, lo.generation AS last_generation,
                bk.id AS key_id, bk.merchant AS key_merchant, c.email, c.name
@@ -319,7 +335,91 @@ BEGIN
         RETURNING p.id)
     SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO v_orders
       FROM (SELECT id FROM created UNION ALL SELECT id FROM reopened) x;
-    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _claim_invoices.call_timeout);
+    RETURN QUERY SELECT * FROM toss_billing._attempt_orders(v_orders, _order_invoices.call_timeout);
+END;
+$$;
+
+-- Claims up to max_count due invoices charged under orders of their own (an
+-- immediate proration, one-off items, a final invoice: open, next_attempt_at
+-- reached on the subscription's clock, at least 100 KRW due, an active
+-- billing key, no order of it in flight, unknown, paid or held), earliest
+-- first, under obligation 'invoice:<id>': the latest order of the
+-- obligation again (pending, or failed: the same order id), or its first
+-- one; records ONE in_flight attempt for each and returns what the Toss call
+-- needs (_charge_call).  Rows locked by another transaction are
+-- skipped (SKIP LOCKED), and the unique index on the obligation turns any
+-- race into "nothing claimed".  The caller commits before calling Toss.
+-- _claim_due runs it after the subscriptions' periods; only_invoice claims
+-- that invoice alone, by the very same rules (charge_invoice_now, which
+-- makes it due first).
+CREATE OR REPLACE FUNCTION toss_billing._claim_invoices(max_count integer, call_timeout interval DEFAULT '65 seconds',
+                                                         only_invoice bigint DEFAULT NULL)
+RETURNS SETOF toss_billing._charge_call
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_limit integer := _claim_invoices.max_count;
+    v_tag text := toss_billing._order_tag();
+    v_now timestamptz := toss_billing.now();
+    v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
+    v_due bigint[];
+    v_calls toss_billing._charge_call[];
+    v_id bigint;
+BEGIN
+    IF v_limit IS NULL OR v_limit < 0 THEN
+        RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
+    END IF;
+    IF v_limit = 0 THEN
+        RETURN;
+    END IF;
+    -- the due invoices, locked
+    v_due := ARRAY(
+        SELECT i.id
+          FROM toss_billing.invoices i
+          JOIN toss_billing.subscriptions s ON s.id = i.subscription_id
+          LEFT JOIN toss_billing.test_clocks tc ON tc.id = s.test_clock_id
+         WHERE i.status = 'open' AND i.next_attempt_at <= v_horizon
+           AND i.next_attempt_at <= COALESCE(tc.now_at, v_now)
+           AND i.kind <> 'period' AND i.amount_due >= 100
+           AND (i.id = _claim_invoices.only_invoice
+                OR (_claim_invoices.only_invoice IS NULL
+                    AND (s.deferred_until IS NULL OR s.deferred_until <= COALESCE(tc.now_at, v_now))))
+           AND EXISTS (SELECT FROM toss_billing.billing_keys bk
+                        WHERE bk.customer_id = i.customer_id AND bk.status = 'active')
+           AND NOT EXISTS (SELECT FROM toss_billing.payments p
+                            WHERE p.invoice_id = i.id
+                              AND (p.state = ANY (ARRAY['in_flight', 'unknown', 'done'])
+                                   OR (p.state = 'pending' AND p.hold_reason IS NOT NULL))
+                           OFFSET 0)
+         ORDER BY i.next_attempt_at, i.id
+         LIMIT v_limit
+           FOR UPDATE OF i SKIP LOCKED);
+    -- their orders and attempts, together; if that fails, each alone: one
+    -- whose order cannot be written defers its subscription
+    -- (_defer_subscription), the others are claimed (charge_invoice_now
+    -- gets the error)
+    BEGIN
+        v_calls := ARRAY(SELECT c FROM toss_billing._order_invoices(v_due, _claim_invoices.call_timeout, v_tag) c);
+    EXCEPTION WHEN OTHERS THEN
+        IF _claim_invoices.only_invoice IS NOT NULL THEN
+            RAISE;
+        END IF;
+        v_calls := '{}';
+        FOREACH v_id IN ARRAY v_due LOOP
+            BEGIN
+                v_calls := v_calls || ARRAY(SELECT c FROM toss_billing._order_invoices(ARRAY[v_id],
+                                                                                       _claim_invoices.call_timeout,
+                                                                                       v_tag) c);
+            EXCEPTION WHEN OTHERS THEN
+                PERFORM toss_billing._defer_subscription(i.subscription_id, 'an invoice''s order could not be recorded',
+                                                         SQLSTATE, pg_catalog.format('invoice %s: %s', i.id, SQLERRM))
+                   FROM toss_billing.invoices i WHERE i.id = v_id;
+            END;
+        END LOOP;
+    END;
+    RETURN QUERY SELECT * FROM pg_catalog.unnest(v_calls);
 END;
 $$;
 
