@@ -37,7 +37,7 @@ SELECT p.proname, p.prosecdef AS definer,
                               'advance_test_clock', 'subscription_now', 'period_start', 'create_plan', 'archive_plan',
                               'create_subscription', 'change_plan', 'cancel_subscription', 'pause_subscription',
                               'resume_subscription', 'card_replaced', 'retry_subscription', 'set_dunning_policy',
-                              '_claim_due', '_order_periods', '_claim_invoices', '_order_invoices', '_record_outcomes', '_apply_transitions', '_settle_paid',
+                              '_claim_due', '_order_periods', '_claim_invoices', '_order_invoices', '_order_each', '_record_outcomes', '_apply_transitions', '_settle_paid',
                               '_settle_failed', '_settle_unknown', '_retry_now', '_event', '_lock_subscription',
                               '_period_at', '_valid_time_zone', '_notify_events', '_dunning_policy_replace',
                               '_park_outcome', '_order_tag', 'run_due', 'schedule', 'unschedule'])

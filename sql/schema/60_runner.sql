@@ -162,6 +162,53 @@ BEGIN
 END;
 $$;
 
+-- The orders and attempts of a claim's locked rows: step (_order_periods
+-- for subscriptions, _order_invoices for invoices of their own) for all of
+-- them together; if that fails, for each alone, in a subtransaction of its
+-- own: one that fails defers its subscription with an alert of this reason
+-- (_defer_subscription; an invoice's error starts "invoice N:") and the
+-- others are claimed.  raise_errors: the caller asked for that one row
+-- (charge_subscription_now, charge_invoice_now): its error is raised.
+-- Returns what the Toss calls need, in claim order.
+CREATE OR REPLACE FUNCTION toss_billing._order_each(step text, ids bigint[], call_timeout interval, tag text,
+                                                    reason text, raise_errors boolean)
+RETURNS toss_billing._charge_call[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_call text := pg_catalog.format('SELECT ARRAY(SELECT c FROM toss_billing.%I($1, $2, $3) c)', _order_each.step);
+    v_calls toss_billing._charge_call[];
+    v_one toss_billing._charge_call[];
+    v_id bigint;
+BEGIN
+    BEGIN
+        EXECUTE v_call INTO v_calls USING _order_each.ids, _order_each.call_timeout, _order_each.tag;
+        RETURN v_calls;
+    EXCEPTION WHEN OTHERS THEN
+        IF _order_each.raise_errors THEN
+            RAISE;
+        END IF;
+    END;
+    v_calls := '{}';
+    FOREACH v_id IN ARRAY _order_each.ids LOOP
+        BEGIN
+            EXECUTE v_call INTO v_one USING ARRAY[v_id], _order_each.call_timeout, _order_each.tag;
+            v_calls := v_calls || v_one;
+        EXCEPTION WHEN OTHERS THEN
+            IF _order_each.step = '_order_invoices' THEN
+                PERFORM toss_billing._defer_subscription(i.subscription_id, _order_each.reason, SQLSTATE,
+                                                         pg_catalog.format('invoice %s: %s', i.id, SQLERRM))
+                   FROM toss_billing.invoices i WHERE i.id = v_id;
+            ELSE
+                PERFORM toss_billing._defer_subscription(v_id, _order_each.reason, SQLSTATE, SQLERRM);
+            END IF;
+        END;
+    END LOOP;
+    RETURN v_calls;
+END;
+$$;
+
 -- Claims up to max_count due charges for the runner.  First applies the
 -- transitions that need no charge (_apply_due_transitions), sends the
 -- consent events that are due (_send_due_consent_notices) and finalises the
@@ -200,7 +247,6 @@ DECLARE
     v_horizon timestamptz;
     v_due bigint[];
     v_calls toss_billing._charge_call[];
-    v_id bigint;
     v_claimed integer;
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
@@ -255,26 +301,10 @@ BEGIN
          ORDER BY s.next_charge_at, s.id
          LIMIT v_limit
            FOR UPDATE OF s SKIP LOCKED);
-    -- their orders and attempts, together; if that fails, each alone: one
-    -- whose order cannot be written is deferred (_defer_subscription), the
-    -- others are claimed (charge_subscription_now gets the error)
-    BEGIN
-        v_calls := ARRAY(SELECT c FROM toss_billing._order_periods(v_due, _claim_due.call_timeout, v_tag) c);
-    EXCEPTION WHEN OTHERS THEN
-        IF _claim_due.only_subscription IS NOT NULL THEN
-            RAISE;
-        END IF;
-        v_calls := '{}';
-        FOREACH v_id IN ARRAY v_due LOOP
-            BEGIN
-                v_calls := v_calls || ARRAY(SELECT c FROM toss_billing._order_periods(ARRAY[v_id], _claim_due.call_timeout,
-                                                                                      v_tag) c);
-            EXCEPTION WHEN OTHERS THEN
-                PERFORM toss_billing._defer_subscription(v_id, 'the period''s order could not be recorded', SQLSTATE,
-                                                         SQLERRM);
-            END;
-        END LOOP;
-    END;
+    -- their orders and attempts (charge_subscription_now gets any error)
+    v_calls := toss_billing._order_each('_order_periods', v_due, _claim_due.call_timeout, v_tag,
+                                        'the period''s order could not be recorded',
+                                        _claim_due.only_subscription IS NOT NULL);
     RETURN QUERY SELECT * FROM pg_catalog.unnest(v_calls);
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     v_limit := v_limit - v_claimed;
@@ -366,7 +396,6 @@ DECLARE
     v_horizon timestamptz := GREATEST(v_now, (SELECT pg_catalog.max(tc.now_at) FROM toss_billing.test_clocks tc));
     v_due bigint[];
     v_calls toss_billing._charge_call[];
-    v_id bigint;
 BEGIN
     IF v_limit IS NULL OR v_limit < 0 THEN
         RAISE EXCEPTION 'max_count must be a non-negative integer' USING ERRCODE = '22023';
@@ -396,29 +425,10 @@ BEGIN
          ORDER BY i.next_attempt_at, i.id
          LIMIT v_limit
            FOR UPDATE OF i SKIP LOCKED);
-    -- their orders and attempts, together; if that fails, each alone: one
-    -- whose order cannot be written defers its subscription
-    -- (_defer_subscription), the others are claimed (charge_invoice_now
-    -- gets the error)
-    BEGIN
-        v_calls := ARRAY(SELECT c FROM toss_billing._order_invoices(v_due, _claim_invoices.call_timeout, v_tag) c);
-    EXCEPTION WHEN OTHERS THEN
-        IF _claim_invoices.only_invoice IS NOT NULL THEN
-            RAISE;
-        END IF;
-        v_calls := '{}';
-        FOREACH v_id IN ARRAY v_due LOOP
-            BEGIN
-                v_calls := v_calls || ARRAY(SELECT c FROM toss_billing._order_invoices(ARRAY[v_id],
-                                                                                       _claim_invoices.call_timeout,
-                                                                                       v_tag) c);
-            EXCEPTION WHEN OTHERS THEN
-                PERFORM toss_billing._defer_subscription(i.subscription_id, 'an invoice''s order could not be recorded',
-                                                         SQLSTATE, pg_catalog.format('invoice %s: %s', i.id, SQLERRM))
-                   FROM toss_billing.invoices i WHERE i.id = v_id;
-            END;
-        END LOOP;
-    END;
+    -- their orders and attempts (charge_invoice_now gets any error)
+    v_calls := toss_billing._order_each('_order_invoices', v_due, _claim_invoices.call_timeout, v_tag,
+                                        'an invoice''s order could not be recorded',
+                                        _claim_invoices.only_invoice IS NOT NULL);
     RETURN QUERY SELECT * FROM pg_catalog.unnest(v_calls);
 END;
 $$;
